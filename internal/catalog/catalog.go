@@ -7,10 +7,24 @@
 package catalog
 
 import (
-	"io"
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
 
 	"github.com/standin/standin/client"
+	"github.com/standin/standin/internal/catalog/internal/datafile"
 )
+
+// The data file is generated from the research reference by internal/gen;
+// the tests check it is up to date.
+//
+//go:generate go run ./internal/gen -out providers.json -docs ../../docs/PROVIDERS.md ../../../shared/reference/providers.json
+//go:embed providers.json
+var providersJSON []byte
 
 // Provider is one catalog entry.
 type Provider struct {
@@ -27,7 +41,12 @@ type Provider struct {
 }
 
 // Unsupported is a host (or a whole provider, Host "*") standin cannot serve.
-type Unsupported struct{ Host, Reason string }
+type Unsupported struct {
+	Host, Reason string
+	// Provider is the provider's id (added so UnsupportedProviders can say
+	// which provider each entry is about).
+	Provider string
+}
 
 // Format is one key shape of a provider.
 type Format struct {
@@ -38,60 +57,121 @@ type Format struct {
 	Regex string
 	// Checksum names the checksum algorithm ("" for none): github-crc32-base62,
 	// cloudflare-crc32-hex, atlassian-crc32-hex, grafana-crc32-le-hex,
-	// gitlab-glpat-crc32-base36, ...
+	// gitlab-glpat-crc32-base36, ... It also names structure a stand-in must
+	// have to pass for real: pypi-macaroon-v2 (a decodable macaroon),
+	// discord-snowflake-base64 (a numeric id in the first segment).
 	Checksum string
+	// Length is the typical total length of a real key, which a stand-in
+	// gets when the shape asks for no other length.
+	Length int
 }
 
 // Providers returns every provider standin supports at least one host of,
 // sorted by id.
-func Providers() []Provider { panic("TODO") }
+func Providers() []Provider {
+	d := loaded()
+	out := make([]Provider, len(d.providers))
+	for i, p := range d.providers {
+		out[i] = p.clone()
+	}
+	return out
+}
 
 // Lookup finds a provider by id.
-func Lookup(id string) (Provider, bool) { panic("TODO") }
+func Lookup(id string) (Provider, bool) {
+	p, ok := lookup(id)
+	if !ok {
+		return Provider{}, false
+	}
+	return p.clone(), true
+}
+
+// lookup is Lookup without the copy, for read-only use inside the package.
+func lookup(id string) (*Provider, bool) {
+	d := loaded()
+	i, ok := slices.BinarySearchFunc(d.providers, id, func(p Provider, id string) int {
+		return strings.Compare(p.ID, id)
+	})
+	if !ok {
+		return nil, false
+	}
+	return &d.providers[i], true
+}
 
 // UnsupportedProviders lists providers of the reference data with no
 // servable host, with the reason.
-func UnsupportedProviders() []Unsupported { panic("TODO") }
-
-// Shape is what a stand-in is minted from: a provider's format, or for a
-// custom secret a shape read off the value (prefix, alphabet, length). It is
-// stored (as JSON) with each binding so the stand-in never changes shape
-// when the secret is rotated.
-type Shape struct {
-	Provider string `json:"provider,omitempty"`
-	Format   string `json:"format,omitempty"`
-	// Length is the wanted total length where the format allows several
-	// (0: the format's default).
-	Length int `json:"length,omitempty"`
-	// Custom shapes: prefix kept from the value, alphabet of the rest.
-	Prefix   string `json:"prefix,omitempty"`
-	Alphabet string `json:"alphabet,omitempty"`
+//
+// Each entry has Host "*", Provider the provider's id and Reason every
+// distinct reason its hosts have, joined by "; ".
+func UnsupportedProviders() []Unsupported {
+	return slices.Clone(loaded().unsupported)
 }
 
-// ShapeFor picks the stand-in shape for value stored under provider p (nil
-// for a custom secret). With a provider: the first format whose regex the
-// value matches, with the value's length where the format allows several;
-// if none matches, the provider's main format. Custom: the value's own shape.
-func ShapeFor(p *Provider, value []byte) Shape { panic("TODO") }
+// catalogData is the decoded data file.
+type catalogData struct {
+	providers   []Provider // sorted by id
+	unsupported []Unsupported
+}
 
-// Mint makes a random stand-in of shape s from r (checksums computed).
-func (s Shape) Mint(r io.Reader) (string, error) { panic("TODO") }
+// loaded decodes the embedded data once. The data is tested, so a failure
+// here is a build defect, not a run-time condition.
+var loaded = sync.OnceValue(func() *catalogData {
+	d, err := decode(providersJSON)
+	if err != nil {
+		panic(fmt.Sprintf("catalog: embedded providers.json: %v", err))
+	}
+	return d
+})
 
-// Valid reports whether token has shape s (regex and checksum).
-func (s Shape) Valid(token string) bool { panic("TODO") }
+func decode(data []byte) (*catalogData, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var f datafile.File
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	d := &catalogData{}
+	for _, fp := range f.Providers {
+		p := Provider{
+			ID:           fp.ID,
+			Name:         fp.Name,
+			EnvVar:       fp.EnvVar,
+			OtherEnvVars: fp.OtherEnvVars,
+			Hosts:        fp.Hosts,
+		}
+		for _, ff := range fp.Formats {
+			p.Formats = append(p.Formats, Format{
+				Name:     ff.Name,
+				Prefix:   ff.Prefix,
+				Regex:    ff.Regex,
+				Checksum: ff.Checksum,
+				Length:   ff.Length,
+			})
+		}
+		var reasons []string
+		for _, u := range fp.Unsupported {
+			p.Unsupported = append(p.Unsupported, Unsupported{Host: u.Host, Reason: u.Reason, Provider: fp.ID})
+			if !slices.Contains(reasons, u.Reason) {
+				reasons = append(reasons, u.Reason)
+			}
+		}
+		if len(p.Hosts) == 0 {
+			d.unsupported = append(d.unsupported, Unsupported{Host: "*", Reason: strings.Join(reasons, "; "), Provider: fp.ID})
+			continue
+		}
+		d.providers = append(d.providers, p)
+	}
+	slices.SortFunc(d.providers, func(a, b Provider) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(d.unsupported, func(a, b Unsupported) int { return strings.Compare(a.Provider, b.Provider) })
+	return d, nil
+}
 
-// FormatName is a human name for the shape ("classic personal access
-// token", or "custom").
-func (s Shape) FormatName() string { panic("TODO") }
+// clone copies p so callers cannot change the catalog.
+func (p Provider) clone() Provider {
+	p.OtherEnvVars = slices.Clone(p.OtherEnvVars)
+	p.Hosts = slices.Clone(p.Hosts)
+	p.Formats = slices.Clone(p.Formats)
+	p.Unsupported = slices.Clone(p.Unsupported)
+	return p
+}
 
-// MaxHosts is the most host entries a secret may have.
-const MaxHosts = 16
-
-// ValidateHosts checks a secret's host list: 1..16 entries, each host exact
-// or "*.domain" (never a wildcard on a public suffix such as *.com or
-// *.co.uk), each slot complete (header template contains {value} once, query
-// has a param, ...). Errors name the entry and say what to do.
-func ValidateHosts(hosts []client.HostAuth) error { panic("TODO") }
-
-// SlotFor returns the auth slot for host: an exact entry beats a wildcard.
-func SlotFor(hosts []client.HostAuth, host string) (client.AuthSlot, bool) { panic("TODO") }

@@ -92,7 +92,7 @@ type ActivityQuery struct {
 	StatusClass int       // 0 any, else 2 for 2xx, 4 for 4xx, ...
 	Since       time.Time // optional, inclusive
 	Until       time.Time // optional, exclusive
-	// After returns records older than this id (cursor paging); 0: newest.
+	// Before returns records older than this id (cursor paging); 0: newest.
 	Before int64
 	// After returns records newer than this id, oldest first (follow mode).
 	After int64

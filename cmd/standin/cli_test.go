@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/standin/standin/internal/server"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"standin": func() {
+			os.Exit(Main(context.Background(), os.Args[1:], &IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}))
+		},
+	})
+}
+
+// TestScript runs the CLI transcripts in testdata/script. Each script gets
+// its own data directory ($WORK/data); the command `serve` starts a real
+// server on it (socket only) for the rest of the script.
+func TestScript(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("STANDIN_DATA_DIR", filepath.Join(env.WorkDir, "data"))
+			env.Setenv("HOME", env.WorkDir)
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"serve": cmdServeInProcess,
+		},
+	})
+}
+
+func cmdServeInProcess(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: serve")
+	}
+	cfg := server.DefaultConfig()
+	cfg.DataDir = ts.Getenv("STANDIN_DATA_DIR")
+	cfg.Listen = "off"
+	logf, err := os.Create(filepath.Join(ts.Getenv("WORK"), "server.log"))
+	ts.Check(err)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	s := &server.Server{
+		Config: cfg,
+		Logger: slog.New(slog.NewTextHandler(logf, nil)),
+		Ready:  func(string, string) { close(ready) },
+	}
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		ts.Fatalf("server did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		ts.Fatalf("server did not start within 30s")
+	}
+	ts.Defer(func() {
+		cancel()
+		<-done
+		logf.Close()
+	})
+}
+
+var _ io.Writer = (*os.File)(nil)

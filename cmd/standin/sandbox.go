@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/standin/standin/client"
+)
+
+const sandboxHelp = `
+Usage: standin sandbox COMMAND
+
+Commands:
+  create NAME [--secret ENV=SECRET]... [--allow-out X]... [--deny-out X]...
+  list                      list sandboxes
+  get NAME                  show a sandbox, its rules and stand-in variables
+  delete NAME               delete; its stand-ins stop working at once
+  attach NAME ENV=SECRET    bind a secret under an env var
+  detach NAME ENV           unbind; the stand-in stops working at once
+  network NAME [--allow-out X]... [--deny-out X]... [--inspect all]
+                            replace the network rules
+
+Network rules: X is a domain (api.example.com), a wildcard (*.example.com)
+or a CIDR (10.0.0.0/8, ::/0). A destination matching a deny rule is refused
+unless an allow rule also matches it; no rules means every public
+destination. Private, loopback and metadata addresses need an allow CIDR.
+
+Examples:
+  standin sandbox create agent-1 --secret ANTHROPIC_API_KEY=anthropic-prod \
+      --allow-out api.anthropic.com --deny-out 0.0.0.0/0 --deny-out ::/0
+  standin sandbox attach agent-1 GITHUB_TOKEN=gh-bot
+  standin sandbox detach agent-1 GITHUB_TOKEN
+  standin sandbox network agent-1 --allow-out '*.github.com' --deny-out 0.0.0.0/0
+`
+
+func cmdSandbox(ctx context.Context, args []string, stdio *IO) error {
+	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
+		fmt.Fprint(stdio.Out, sandboxHelp[1:])
+		if len(args) == 0 {
+			return &usageError{msg: "sandbox: want a command", hint: "run `standin sandbox --help`"}
+		}
+		return nil
+	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "create":
+		return sandboxCreate(ctx, rest, stdio)
+	case "list", "ls":
+		return sandboxList(ctx, rest, stdio)
+	case "get", "show":
+		return sandboxGet(ctx, rest, stdio)
+	case "delete", "rm":
+		return sandboxDelete(ctx, rest, stdio)
+	case "attach":
+		return sandboxAttach(ctx, rest, stdio)
+	case "detach":
+		return sandboxDetach(ctx, rest, stdio)
+	case "network":
+		return sandboxNetwork(ctx, rest, stdio)
+	}
+	return &usageError{msg: fmt.Sprintf("sandbox: unknown command %q", sub), hint: "run `standin sandbox --help`"}
+}
+
+// parseBinding parses ENV=SECRET.
+func parseBinding(s string) (env, secret string, err error) {
+	env, secret, ok := strings.Cut(s, "=")
+	if !ok || env == "" || secret == "" {
+		return "", "", &usageError{msg: fmt.Sprintf("binding %q: want ENV=SECRET", s),
+			hint: "e.g. ANTHROPIC_API_KEY=anthropic-prod"}
+	}
+	return env, secret, nil
+}
+
+func sandboxCreate(ctx context.Context, args []string, stdio *IO) error {
+	fs := newFlags("sandbox create", "\nUsage: standin sandbox create NAME [--secret ENV=SECRET]... [--allow-out X]... [--deny-out X]... [--inspect all]\n"+sandboxHelp[strings.Index(sandboxHelp, "\nNetwork rules"):], stdio)
+	var secrets, allow, deny multiFlag
+	fs.Var(&secrets, "secret", "bind secret SECRET under env var ENV: ENV=SECRET (repeatable)")
+	fs.Var(&allow, "allow-out", "allow a domain, *.domain or CIDR (repeatable)")
+	fs.Var(&deny, "deny-out", "deny a domain, *.domain or CIDR (repeatable)")
+	inspect := fs.String("inspect", "", `"all" terminates and logs every TLS flow, not only those with a secret`)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args, 1, 1, "NAME")
+	if err != nil {
+		return err
+	}
+	req := client.SandboxCreate{Name: pos[0], Secrets: map[string]string{},
+		Network: client.NetworkRules{AllowOut: nonNil(allow), DenyOut: nonNil(deny), Inspect: *inspect}}
+	for _, s := range secrets {
+		env, sec, err := parseBinding(s)
+		if err != nil {
+			return err
+		}
+		if _, dup := req.Secrets[env]; dup {
+			return &usageError{msg: fmt.Sprintf("--secret: %s given twice", env)}
+		}
+		req.Secrets[env] = sec
+	}
+	c, err := connect()
+	if err != nil {
+		return err
+	}
+	sb, err := c.CreateSandbox(ctx, req)
+	if err != nil {
+		return apiErr(err)
+	}
+	if *asJSON {
+		return printJSON(stdio.Out, sb)
+	}
+	fmt.Fprintf(stdio.Out, "created sandbox %s\n", sb.Name)
+	printSandbox(stdio.Out, sb)
+	return nil
+}
+
+func nonNil(m multiFlag) []string {
+	if m == nil {
+		return []string{}
+	}
+	return m
+}
+
+func printSandbox(w io.Writer, sb client.Sandbox) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "name:\t%s\nstate:\t%s\ncreated:\t%s\n", sb.Name, sb.State, sb.CreatedAt.Format(time.RFC3339))
+	fmt.Fprintf(tw, "allow-out:\t%s\ndeny-out:\t%s\n", orNone(sb.Network.AllowOut), orNone(sb.Network.DenyOut))
+	if sb.Network.Inspect != "" {
+		fmt.Fprintf(tw, "inspect:\t%s\n", sb.Network.Inspect)
+	}
+	for _, b := range sb.Bindings {
+		fmt.Fprintf(tw, "env:\t%s=%s\t(secret %s)\n", b.EnvVar, b.StandIn, b.Secret)
+	}
+	tw.Flush()
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, " ")
+}
+
+func sandboxList(ctx context.Context, args []string, stdio *IO) error {
+	fs := newFlags("sandbox list", "\nUsage: standin sandbox list [--json]\n\nLists sandboxes.\n\nExamples:\n  standin sandbox list\n", stdio)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	c, err := connect()
+	if err != nil {
+		return err
+	}
+	sbs, err := c.ListSandboxes(ctx)
+	if err != nil {
+		return apiErr(err)
+	}
+	if *asJSON {
+		return printJSON(stdio.Out, sbs)
+	}
+	tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tSECRETS\tALLOW-OUT\tDENY-OUT")
+	for _, sb := range sbs {
+		var envs []string
+		for _, b := range sb.Bindings {
+			envs = append(envs, b.EnvVar+"="+b.Secret)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", sb.Name, sb.State, orNone(envs), orNone(sb.Network.AllowOut), orNone(sb.Network.DenyOut))
+	}
+	return tw.Flush()
+}
+
+func sandboxGet(ctx context.Context, args []string, stdio *IO) error {
+	fs := newFlags("sandbox get", "\nUsage: standin sandbox get NAME [--json]\n\nShows a sandbox: state, network rules and the stand-in in each bound variable.\n\nExamples:\n  standin sandbox get agent-1\n", stdio)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args, 1, 1, "NAME")
+	if err != nil {
+		return err
+	}
+	c, err := connect()
+	if err != nil {
+		return err
+	}
+	sb, err := c.GetSandbox(ctx, pos[0])
+	if err != nil {
+		return apiErr(err)
+	}
+	if *asJSON {
+		return printJSON(stdio.Out, sb)
+	}
+	printSandbox(stdio.Out, sb)
+	return nil
+}
+
+func sandboxDelete(ctx context.Context, args []string, stdio *IO) error {
+	fs := newFlags("sandbox delete", "\nUsage: standin sandbox delete NAME\n\nDeletes a sandbox; its stand-ins stop working at once.\n\nExamples:\n  standin sandbox delete agent-1\n", stdio)
+	pos, err := parse(fs, args, 1, 1, "NAME")
+	if err != nil {
+		return err
+	}
+	c, err := connect()
+	if err != nil {
+		return err
+	}
+	if err := c.DeleteSandbox(ctx, pos[0]); err != nil {
+		return apiErr(err)
+	}
+	fmt.Fprintf(stdio.Out, "deleted sandbox %s\n", pos[0])
+	return nil
+}
+
+func sandboxAttach(ctx context.Context, args []string, stdio *IO) error {
+	fs := newFlags("sandbox attach", "\nUsage: standin sandbox attach NAME ENV=SECRET [--json]\n\nBinds a secret to a sandbox under an environment variable and prints the stand-in.\n\nExamples:\n  standin sandbox attach agent-1 GITHUB_TOKEN=gh-bot\n", stdio)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args, 2, 2, "NAME ENV=SECRET")
+	if err != nil {
+		return err
+	}
+	env, sec, err := parseBinding(pos[1])
+	if err != nil {
+		return err
+	}
+	c, err := connect()
+	if err != nil {
+		return err
+	}
+	b, err := c.Attach(ctx, pos[0], env, sec)
+	if err != nil {
+		return apiErr(err)
+	}
+	if *asJSON {
+		return printJSON(stdio.Out, b)
+	}
+	fmt.Fprintf(stdio.Out, "attached %s to sandbox %s as %s=%s\n", b.Secret, b.Sandbox, b.EnvVar, b.StandIn)
+	return nil
+}
+
+func sandboxDetach(ctx context.Context, args []string, stdio *IO) error {
+	fs := newFlags("sandbox detach", "\nUsage: standin sandbox detach NAME ENV\n\nUnbinds the secret under ENV; its stand-in stops working at once.\n\nExamples:\n  standin sandbox detach agent-1 GITHUB_TOKEN\n", stdio)
+	pos, err := parse(fs, args, 2, 2, "NAME ENV")
+	if err != nil {
+		return err
+	}
+	c, err := connect()
+	if err != nil {
+		return err
+	}
+	if err := c.Detach(ctx, pos[0], pos[1]); err != nil {
+		return apiErr(err)
+	}
+	fmt.Fprintf(stdio.Out, "detached %s from sandbox %s\n", pos[1], pos[0])
+	return nil
+}
+
+func sandboxNetwork(ctx context.Context, args []string, stdio *IO) error {
+	fs := newFlags("sandbox network", "\nUsage: standin sandbox network NAME [--allow-out X]... [--deny-out X]... [--inspect all]\n\nReplaces the sandbox's network rules (no flags: no rules, every public destination).\n"+sandboxHelp[strings.Index(sandboxHelp, "\nNetwork rules"):], stdio)
+	var allow, deny multiFlag
+	fs.Var(&allow, "allow-out", "allow a domain, *.domain or CIDR (repeatable)")
+	fs.Var(&deny, "deny-out", "deny a domain, *.domain or CIDR (repeatable)")
+	inspect := fs.String("inspect", "", `"all" terminates and logs every TLS flow`)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args, 1, 1, "NAME")
+	if err != nil {
+		return err
+	}
+	c, err := connect()
+	if err != nil {
+		return err
+	}
+	sb, err := c.SetNetwork(ctx, pos[0], client.NetworkRules{AllowOut: nonNil(allow), DenyOut: nonNil(deny), Inspect: *inspect})
+	if err != nil {
+		return apiErr(err)
+	}
+	if *asJSON {
+		return printJSON(stdio.Out, sb)
+	}
+	fmt.Fprintf(stdio.Out, "replaced network rules of sandbox %s\n", sb.Name)
+	printSandbox(stdio.Out, sb)
+	return nil
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/standin/standin/internal/server"
+)
+
+const serveHelp = `
+Usage: standin serve [--config FILE] [--data-dir DIR] [--listen ADDR]
+
+Runs the standin server: the API on loopback TCP and on <data dir>/api.sock.
+On first start it creates the data directory (0700) with master.key (0600;
+back it up) and admin.token (0600; the CLI reads it).
+
+The config file is JSON; every field is optional:
+  {"version": 1, "dataDir": "/var/lib/standin", "listen": "127.0.0.1:8720",
+   "log": {"format": "text", "level": "info"}}
+Flags override the file.
+
+Examples:
+  standin serve
+  standin serve --data-dir /tmp/standin --listen 127.0.0.1:9000
+  STANDIN_MASTER_KEY="$(cat /run/secrets/standin-key)" standin serve --config /etc/standin.json
+`
+
+func cmdServe(ctx context.Context, args []string, stdio *IO) error {
+	fs := newFlags("serve", serveHelp, stdio)
+	configPath := fs.String("config", "", "config file (JSON)")
+	dataDir := fs.String("data-dir", "", "data directory (overrides config and STANDIN_DATA_DIR)")
+	listen := fs.String("listen", "", `API address on loopback, or "off" (default 127.0.0.1:8720)`)
+	if _, err := parse(fs, args, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	cfg := server.DefaultConfig()
+	if *configPath != "" {
+		f, err := os.Open(*configPath)
+		if err != nil {
+			return fmt.Errorf("open config: %w", err)
+		}
+		cfg, err = server.ParseConfig(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", *configPath, err)
+		}
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if err := cfg.Validate(); err != nil {
+		return &hintError{err, "fix the config file or flag"}
+	}
+	logger := newLogger(stdio, cfg.Log)
+	s := &server.Server{Config: cfg, Logger: logger}
+	return s.Run(ctx)
+}
+
+func newLogger(stdio *IO, c server.LogConfig) *slog.Logger {
+	var lvl slog.Level
+	switch strings.ToLower(c.Level) {
+	case "debug":
+		lvl = slog.LevelDebug
+	case "warn":
+		lvl = slog.LevelWarn
+	case "error":
+		lvl = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(stdio.Err, opts))
+	}
+	return slog.New(slog.NewTextHandler(stdio.Err, opts))
+}

@@ -1,0 +1,148 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultPort is where the API listens on loopback unless configured.
+const DefaultPort = 8720
+
+// Config is the server's one config document (JSON). Every field's zero value
+// means its documented default, so an empty document is a working config.
+// Secrets are never in config: the master key comes from STANDIN_MASTER_KEY
+// or the data directory.
+type Config struct {
+	// Version of this document's format. Default (and only) 1.
+	Version int `json:"version"`
+	// DataDir holds the database, master key, admin token and API socket.
+	// Default: $STANDIN_DATA_DIR, else /var/lib/standin for root, else
+	// $XDG_DATA_HOME/standin (~/.local/share/standin).
+	DataDir string `json:"dataDir"`
+	// Listen is the API's TCP address; it must be a loopback address.
+	// Default "127.0.0.1:8720". "off" disables TCP (socket only).
+	Listen string `json:"listen"`
+	// Log sets the log format and level.
+	Log LogConfig `json:"log"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	// Format is "text" (default) or "json".
+	Format string `json:"format"`
+	// Level is "debug", "info" (default), "warn" or "error".
+	Level string `json:"level"`
+}
+
+// ConfigError names the field that is wrong.
+type ConfigError struct {
+	Field, Value, Problem string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("config field %s = %q: %s", e.Field, e.Value, e.Problem)
+}
+
+// DefaultConfig returns the defaults, with DataDir resolved from the
+// environment.
+func DefaultConfig() Config {
+	return Config{
+		Version: 1,
+		DataDir: DefaultDataDir(),
+		Listen:  fmt.Sprintf("127.0.0.1:%d", DefaultPort),
+		Log:     LogConfig{Format: "text", Level: "info"},
+	}
+}
+
+// DefaultDataDir is where the server keeps its state unless told otherwise;
+// the CLI uses the same rule to find the socket and token.
+func DefaultDataDir() string {
+	if d := os.Getenv("STANDIN_DATA_DIR"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/standin"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "standin")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "standin-"+fmt.Sprint(os.Geteuid()))
+	}
+	return filepath.Join(home, ".local", "share", "standin")
+}
+
+// ParseConfig reads a JSON config over the defaults. Unknown fields are
+// errors, so a typo never silently falls back to a default.
+func ParseConfig(r io.Reader) (Config, error) {
+	c := DefaultConfig()
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return c, fmt.Errorf("read config: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			line := 1 + bytes.Count(data[:se.Offset], []byte("\n"))
+			return c, fmt.Errorf("parse config: error at line %d: %w", line, err)
+		}
+		return c, fmt.Errorf("parse config: %w", err)
+	}
+	return c, nil
+}
+
+// Validate checks every field; the error names the first bad one.
+func (c *Config) Validate() error {
+	if c.Version != 1 {
+		return &ConfigError{"version", fmt.Sprint(c.Version), "only version 1 is known"}
+	}
+	if c.DataDir == "" {
+		return &ConfigError{"dataDir", "", "must name a directory"}
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		abs, err := filepath.Abs(c.DataDir)
+		if err != nil {
+			return &ConfigError{"dataDir", c.DataDir, err.Error()}
+		}
+		c.DataDir = abs
+	}
+	if c.Listen != "off" {
+		host, _, err := net.SplitHostPort(c.Listen)
+		if err != nil {
+			return &ConfigError{"listen", c.Listen, "want host:port such as 127.0.0.1:8720, or \"off\""}
+		}
+		ip := net.ParseIP(host)
+		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return &ConfigError{"listen", c.Listen, "the API must listen on a loopback address (127.0.0.1 or ::1)"}
+		}
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		return &ConfigError{"log.format", c.Log.Format, "want \"text\" or \"json\""}
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return &ConfigError{"log.level", c.Log.Level, "want debug, info, warn or error"}
+	}
+	return nil
+}
+
+// Paths inside the data directory.
+const (
+	DBFile     = "standin.db"
+	TokenFile  = "admin.token"
+	SocketFile = "api.sock"
+	LockFile   = "lock"
+)
