@@ -183,7 +183,7 @@ func TestSandboxesHappyPath(t *testing.T) {
 		t.Fatalf("GetSandbox: %v", err)
 	}
 	want := sb
-	want.Bindings = append([]client.Binding{b}, sb.Bindings...) // sorted by env var
+	want.Bindings = append(sb.Bindings, b) // sorted by env var
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("GetSandbox (-want +got):\n%s", diff)
 	}

@@ -68,7 +68,7 @@ func notFound(kind, name string) *Error {
 // quoteName quotes a name for an error message, or describes it without
 // echoing it when it is not a valid name.
 func quoteName(name string) string {
-	if nameRE.MatchString(name) {
+	if nameRE.MatchString(name) && !looksLikeCredential(name) {
 		return strconv.Quote(name)
 	}
 	return "with that name"

@@ -257,7 +257,7 @@ func (s *Server) detach(w http.ResponseWriter, r *http.Request) error {
 	env := r.PathValue("env")
 	noBinding := func() error {
 		what := "that variable"
-		if envRE.MatchString(env) {
+		if envRE.MatchString(env) && !looksLikeCredential(env) {
 			what = env
 		}
 		return newError(http.StatusNotFound, CodeNotFound,

@@ -65,10 +65,13 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) error {
 			hosts = p.Hosts
 		}
 	}
-	if err := validateHosts(hosts); err != nil {
+	if err := validateValue(req.Value); err != nil {
 		return err
 	}
-	if err := validateValue(req.Value); err != nil {
+	if containsValue(req.Name, req.Value) {
+		return badRequest(CodeInvalidName, "secret name contains the secret value; a name is %s", nameRule)
+	}
+	if err := validateHosts(hosts, req.Value); err != nil {
 		return err
 	}
 	if err := validateDescription(req.Description, req.Value); err != nil {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -30,6 +31,9 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 // name that breaks the rule may be a pasted credential.
 func validateName(kind, name string) error {
 	if nameRE.MatchString(name) {
+		if looksLikeCredential(name) {
+			return badRequest(CodeInvalidName, "%s name looks like a credential (a key pasted in the wrong place?); a name is %s", kind, nameRule)
+		}
 		return nil
 	}
 	if name == "" {
@@ -64,6 +68,10 @@ func validateEnvVar(env string) error {
 			return badRequest(CodeInvalidEnvVar, "environment variable name is missing; it must be %s", envRule)
 		}
 		return badRequest(CodeInvalidEnvVar, "environment variable name is not valid; it must be %s", envRule)
+	}
+	if looksLikeCredential(env) {
+		return badRequest(CodeInvalidEnvVar,
+			"environment variable name looks like a credential (a key pasted in the wrong place?); use a name such as ANTHROPIC_API_KEY")
 	}
 	if reservedEnv[env] || strings.HasPrefix(env, reservedPrefix) {
 		return badRequest(CodeInvalidEnvVar,
@@ -110,32 +118,59 @@ func validateDescription(desc string, value []byte) error {
 		return badRequest(CodeInvalidField, "description is not valid UTF-8 text")
 	case strings.IndexFunc(desc, unicode.IsControl) >= 0:
 		return badRequest(CodeInvalidField, "description must be one line of printable text")
-	case len(value) > 0 && strings.Contains(desc, string(value)):
+	case containsValue(desc, value):
 		return badRequest(CodeInvalidField, "description contains the secret value; descriptions are shown in listings: remove it")
+	}
+	for _, word := range strings.Fields(desc) {
+		if looksLikeCredential(word) {
+			return badRequest(CodeInvalidField, "description holds something that looks like a credential; descriptions are shown in listings: remove it")
+		}
 	}
 	return nil
 }
 
-// validateHosts wraps catalog.ValidateHosts, whose messages quote the
-// offending entry: each string of the list is replaced by its position.
-func validateHosts(hosts []client.HostAuth) error {
-	if err := catalog.ValidateHosts(hosts); err != nil {
-		labels := make(map[string]string)
-		for i, h := range hosts {
-			p := fmt.Sprintf("hosts[%d]", i)
-			for field, v := range map[string]string{
-				"host": h.Host, "auth.type": h.Auth.Type, "auth.header": h.Auth.Header,
-				"auth.template": h.Auth.Template, "auth.username": h.Auth.Username,
-				"auth.secretIn": h.Auth.SecretIn, "auth.param": h.Auth.Param,
-			} {
-				if v != "" {
-					labels[v] = "<" + p + "." + field + ">"
+// containsValue reports whether s contains value. Values under six bytes
+// are not real credentials and would match ordinary text.
+func containsValue(s string, value []byte) bool {
+	return len(value) >= minRedactLen && strings.Contains(s, string(value))
+}
+
+// validateHosts wraps catalog.ValidateHosts. A host list is stored and
+// shown in clear, so no field may hold the value or look like a
+// credential. The catalog's reasons may quote the entry; each string of it
+// is replaced by its position.
+func validateHosts(hosts []client.HostAuth, value []byte) error {
+	labels := make(map[string]string)
+	for i, h := range hosts {
+		for _, f := range []struct{ name, v string }{
+			{"host", h.Host}, {"auth.type", h.Auth.Type}, {"auth.header", h.Auth.Header},
+			{"auth.template", h.Auth.Template}, {"auth.username", h.Auth.Username},
+			{"auth.secretIn", h.Auth.SecretIn}, {"auth.param", h.Auth.Param},
+		} {
+			if f.v == "" {
+				continue
+			}
+			label := fmt.Sprintf("hosts[%d].%s", i, f.name)
+			if containsValue(f.v, value) {
+				return badRequest(CodeInvalidHost, "%s contains the secret value; it belongs in \"value\" only", label)
+			}
+			for _, word := range strings.Fields(f.v) {
+				if looksLikeCredential(word) {
+					return badRequest(CodeInvalidHost, "%s looks like a credential; it belongs in \"value\" only", label)
 				}
 			}
+			labels[f.v] = "<" + label + ">"
 		}
-		return badRequest(CodeInvalidHost, "%s", redact(err.Error(), labels))
 	}
-	return nil
+	err := catalog.ValidateHosts(hosts)
+	var he *catalog.HostError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &he):
+		return badRequest(CodeInvalidHost, "hosts[%d]: %s", he.Index, redact(he.Reason, labels))
+	}
+	return badRequest(CodeInvalidHost, "%s", redact(strings.TrimPrefix(err.Error(), catalog.ErrInvalidHosts.Error()+": "), labels))
 }
 
 // validateNetwork checks rules entry by entry, so the error can name the
@@ -157,6 +192,9 @@ func validateNetwork(n client.NetworkRules) error {
 			if _, err := policy.ParseRule(e); err != nil {
 				return badRequest(CodeInvalidRule, "%s is not a valid rule: %s", label,
 					redact(err.Error(), map[string]string{e: "<" + label + ">"}))
+			}
+			if looksLikeCredential(e) {
+				return badRequest(CodeInvalidRule, "%s looks like a credential, not a host name or CIDR", label)
 			}
 			labels[e] = "<" + label + ">"
 		}

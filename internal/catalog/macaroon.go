@@ -78,7 +78,12 @@ func pypiMint(f *Format, g *rng, length int) (string, error) {
 	id[8] = id[8]&0x3f | 0x80
 	ident := fmt.Sprintf("%x-%x-%x-%x-%x", id[0:4], id[4:6], id[6:8], id[8:10], id[10:16])
 
-	// The signature chain as libmacaroons computes it.
+	return "pypi-" + base64.RawURLEncoding.EncodeToString(buildMacaroon(loc, ident, caveat, rootKey)), nil
+}
+
+// buildMacaroon serializes a v2 macaroon with one first-party caveat,
+// signed as libmacaroons (and pymacaroons) sign.
+func buildMacaroon(loc, ident, caveat string, rootKey []byte) []byte {
 	key := hmacSHA256([]byte("macaroons-key-generator"), rootKey)
 	sig := hmacSHA256(key, []byte(ident))
 	sig = hmacSHA256(sig, []byte(caveat))
@@ -90,8 +95,7 @@ func pypiMint(f *Format, g *rng, length int) (string, error) {
 	b = appendPacket(b, macIdentifier, caveat)
 	b = append(b, macEOS)
 	b = append(b, macEOS)
-	b = appendPacket(b, macSignature, string(sig))
-	return "pypi-" + base64.RawURLEncoding.EncodeToString(b), nil
+	return appendPacket(b, macSignature, string(sig))
 }
 
 // pypiLocation reads the macaroon location from the format's prefix,

@@ -63,7 +63,18 @@ func OpenData(ctx context.Context, dir string, logger *slog.Logger) (_ *Data, er
 	d.Keyring = kr
 	d.Vault = vault.New(kr, nil)
 
-	d.Store, err = store.OpenSQLite(ctx, filepath.Join(dir, DBFile))
+	// Check the key against the data read-only first: on a mismatch the
+	// store is never opened for writing, so nothing in dir changes.
+	dbPath := filepath.Join(dir, DBFile)
+	ids, err := store.ReadKeyIDs(ctx, dbPath)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := d.checkKeys(ids); err != nil {
+		d.forgetGeneratedKey()
+		return nil, err
+	}
+	d.Store, err = store.OpenSQLite(ctx, dbPath)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -73,15 +84,8 @@ func OpenData(ctx context.Context, dir string, logger *slog.Logger) (_ *Data, er
 			return nil, err
 		}
 	}
-	if err := d.checkKeys(ctx); err != nil {
-		if kr.Generated() {
-			// Leave the directory as we found it: the key just made
-			// opens nothing and would only confuse the next start.
-			os.Remove(filepath.Join(dir, "master.key"))
-		}
-		return nil, err
-	}
 	if err := d.loadMinter(ctx); err != nil {
+		d.forgetGeneratedKey()
 		return nil, err
 	}
 	if kr.Generated() {
@@ -91,12 +95,17 @@ func OpenData(ctx context.Context, dir string, logger *slog.Logger) (_ *Data, er
 	return d, nil
 }
 
-// checkKeys refuses a master key that does not open the stored data.
-func (d *Data) checkKeys(ctx context.Context) error {
-	ids, err := d.Store.KeyIDs(ctx)
-	if err != nil {
-		return fmt.Errorf("check master key: %w", err)
+// forgetGeneratedKey removes a master key file made by this start when the
+// start fails: it opens nothing and would only confuse the next start.
+func (d *Data) forgetGeneratedKey() {
+	if d.Keyring.Generated() {
+		os.Remove(filepath.Join(d.Dir, "master.key"))
 	}
+}
+
+// checkKeys refuses a master key that does not open the stored data (ids
+// are the key ids the data names).
+func (d *Data) checkKeys(ids []string) error {
 	var missing []string
 	for _, id := range ids {
 		if !d.Keyring.Has(id) {

@@ -406,3 +406,36 @@ func (s *SQLite) Rewrap(ctx context.Context, fn func(sealed []byte) (newSealed [
 	}
 	return nil
 }
+
+// ReadKeyIDs returns KeyIDs of the database at path opened read-only, so a
+// server can check its master key against the data before it opens the
+// store for writing (and so, on a mismatch, changes nothing: no migration,
+// no checkpoint). A missing file or an empty database has no key ids.
+func ReadKeyIDs(ctx context.Context, path string) ([]string, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("read key ids: %w", err)
+	}
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "query_only(1)")
+	u := url.URL{Scheme: "file", Path: abs, RawQuery: q.Encode()}
+	db, err := sql.Open("sqlite", u.String())
+	if err != nil {
+		return nil, fmt.Errorf("read key ids: %w", err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('secrets', 'meta')`).Scan(&n); err != nil {
+		return nil, fmt.Errorf("read key ids: %w", err)
+	}
+	if n < 2 {
+		return nil, nil
+	}
+	s := &SQLite{r: db}
+	return s.KeyIDs(ctx)
+}
