@@ -95,7 +95,11 @@ const maxResponse = 32 << 20
 // do sends a request with an optional JSON body and decodes a JSON answer
 // into out (if non-nil). The marshalled body is wiped after sending, since
 // it may hold a secret value.
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+//
+// Errors start with op ("get secret"), not the URL: a path holds the names
+// the caller passed, and a caller that mixed up its arguments may have
+// passed a value.
+func (c *Client) do(ctx context.Context, op, method, path string, query url.Values, in, out any) error {
 	if c.err != nil {
 		return c.err
 	}
@@ -109,13 +113,13 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		var err error
 		if body, err = json.Marshal(in); err != nil {
 			// json.Marshal's errors name types, never values.
-			return fmt.Errorf("%s %s: encode request: %w", method, path, err)
+			return fmt.Errorf("%s: encode request: %w", op, err)
 		}
 		defer clear(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return fmt.Errorf("%s: %w", op, stripURL(err))
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -126,12 +130,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return fmt.Errorf("%s: %w", op, stripURL(err))
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
-		return fmt.Errorf("%s %s: read response: %w", method, path, err)
+		return fmt.Errorf("%s: read response: %w", op, err)
 	}
 	if resp.StatusCode >= 300 {
 		return responseError(resp.StatusCode, data)
@@ -140,9 +144,19 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+		return fmt.Errorf("%s: decode response: %w", op, err)
 	}
 	return nil
+}
+
+// stripURL drops the URL from a *url.Error, keeping the cause (so
+// errors.Is(err, context.Canceled) still holds).
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // responseError turns an error response into an *APIError. A body that is
@@ -164,7 +178,7 @@ func (c *Client) Health(ctx context.Context) error {
 	var out struct {
 		Status string `json:"status"`
 	}
-	if err := c.do(ctx, http.MethodGet, "/v1/health", nil, nil, &out); err != nil {
+	if err := c.do(ctx, "health", http.MethodGet, "/v1/health", nil, nil, &out); err != nil {
 		return err
 	}
 	if out.Status != "ok" {
@@ -176,7 +190,7 @@ func (c *Client) Health(ctx context.Context) error {
 // Providers lists the catalog.
 func (c *Client) Providers(ctx context.Context) ([]Provider, error) {
 	var out List[Provider]
-	err := c.do(ctx, http.MethodGet, "/v1/providers", nil, nil, &out)
+	err := c.do(ctx, "list providers", http.MethodGet, "/v1/providers", nil, nil, &out)
 	return out.Items, err
 }
 
@@ -184,21 +198,21 @@ func (c *Client) Providers(ctx context.Context) ([]Provider, error) {
 // returned.
 func (c *Client) CreateSecret(ctx context.Context, s SecretCreate) (Secret, error) {
 	var out Secret
-	err := c.do(ctx, http.MethodPost, "/v1/secrets", nil, s, &out)
+	err := c.do(ctx, "create secret", http.MethodPost, "/v1/secrets", nil, s, &out)
 	return out, err
 }
 
 // ListSecrets lists secrets' metadata.
 func (c *Client) ListSecrets(ctx context.Context) ([]Secret, error) {
 	var out List[Secret]
-	err := c.do(ctx, http.MethodGet, "/v1/secrets", nil, nil, &out)
+	err := c.do(ctx, "list secrets", http.MethodGet, "/v1/secrets", nil, nil, &out)
 	return out.Items, err
 }
 
 // GetSecret returns a secret's metadata.
 func (c *Client) GetSecret(ctx context.Context, name string) (Secret, error) {
 	var out Secret
-	err := c.do(ctx, http.MethodGet, "/v1/secrets/"+seg(name), nil, nil, &out)
+	err := c.do(ctx, "get secret", http.MethodGet, "/v1/secrets/"+seg(name), nil, nil, &out)
 	return out, err
 }
 
@@ -206,20 +220,20 @@ func (c *Client) GetSecret(ctx context.Context, name string) (Secret, error) {
 // existing stand-ins keep working.
 func (c *Client) RotateSecret(ctx context.Context, name, value string) (Secret, error) {
 	var out Secret
-	err := c.do(ctx, http.MethodPost, "/v1/secrets/"+seg(name)+"/rotate", nil, SecretRotate{Value: value}, &out)
+	err := c.do(ctx, "rotate secret", http.MethodPost, "/v1/secrets/"+seg(name)+"/rotate", nil, SecretRotate{Value: value}, &out)
 	return out, err
 }
 
 // DeleteSecret deletes a secret and its bindings.
 func (c *Client) DeleteSecret(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/secrets/"+seg(name), nil, nil, nil)
+	return c.do(ctx, "delete secret", http.MethodDelete, "/v1/secrets/"+seg(name), nil, nil, nil)
 }
 
 // SecretSandboxes lists where a secret is bound. StandIn is empty in each:
 // only a sandbox's own view shows stand-ins.
 func (c *Client) SecretSandboxes(ctx context.Context, name string) ([]Binding, error) {
 	var out List[Binding]
-	err := c.do(ctx, http.MethodGet, "/v1/secrets/"+seg(name)+"/sandboxes", nil, nil, &out)
+	err := c.do(ctx, "list secret sandboxes", http.MethodGet, "/v1/secrets/"+seg(name)+"/sandboxes", nil, nil, &out)
 	return out.Items, err
 }
 
@@ -265,41 +279,41 @@ func (f ActivityFilter) query() url.Values {
 // SecretActivity returns one page of a secret's activity.
 func (c *Client) SecretActivity(ctx context.Context, name string, f ActivityFilter) (ActivityPage, error) {
 	var out ActivityPage
-	err := c.do(ctx, http.MethodGet, "/v1/secrets/"+seg(name)+"/activity", f.query(), nil, &out)
+	err := c.do(ctx, "list secret activity", http.MethodGet, "/v1/secrets/"+seg(name)+"/activity", f.query(), nil, &out)
 	return out, err
 }
 
 // CreateSandbox creates a sandbox with its first bindings and rules.
 func (c *Client) CreateSandbox(ctx context.Context, s SandboxCreate) (Sandbox, error) {
 	var out Sandbox
-	err := c.do(ctx, http.MethodPost, "/v1/sandboxes", nil, s, &out)
+	err := c.do(ctx, "create sandbox", http.MethodPost, "/v1/sandboxes", nil, s, &out)
 	return out, err
 }
 
 // ListSandboxes lists sandboxes with their bindings.
 func (c *Client) ListSandboxes(ctx context.Context) ([]Sandbox, error) {
 	var out List[Sandbox]
-	err := c.do(ctx, http.MethodGet, "/v1/sandboxes", nil, nil, &out)
+	err := c.do(ctx, "list sandboxes", http.MethodGet, "/v1/sandboxes", nil, nil, &out)
 	return out.Items, err
 }
 
 // GetSandbox returns a sandbox with the stand-ins it sees.
 func (c *Client) GetSandbox(ctx context.Context, name string) (Sandbox, error) {
 	var out Sandbox
-	err := c.do(ctx, http.MethodGet, "/v1/sandboxes/"+seg(name), nil, nil, &out)
+	err := c.do(ctx, "get sandbox", http.MethodGet, "/v1/sandboxes/"+seg(name), nil, nil, &out)
 	return out, err
 }
 
 // DeleteSandbox deletes a sandbox and its bindings.
 func (c *Client) DeleteSandbox(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/sandboxes/"+seg(name), nil, nil, nil)
+	return c.do(ctx, "delete sandbox", http.MethodDelete, "/v1/sandboxes/"+seg(name), nil, nil, nil)
 }
 
 // Attach binds secret to sandbox under envVar and returns the binding with
 // its stand-in.
 func (c *Client) Attach(ctx context.Context, sandbox, envVar, secret string) (Binding, error) {
 	var out Binding
-	err := c.do(ctx, http.MethodPost, "/v1/sandboxes/"+seg(sandbox)+"/secrets", nil,
+	err := c.do(ctx, "attach secret", http.MethodPost, "/v1/sandboxes/"+seg(sandbox)+"/secrets", nil,
 		Attach{EnvVar: envVar, Secret: secret}, &out)
 	return out, err
 }
@@ -307,12 +321,12 @@ func (c *Client) Attach(ctx context.Context, sandbox, envVar, secret string) (Bi
 // Detach removes the binding of envVar in sandbox; its stand-in stops
 // working at once.
 func (c *Client) Detach(ctx context.Context, sandbox, envVar string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/sandboxes/"+seg(sandbox)+"/secrets/"+seg(envVar), nil, nil, nil)
+	return c.do(ctx, "detach secret", http.MethodDelete, "/v1/sandboxes/"+seg(sandbox)+"/secrets/"+seg(envVar), nil, nil, nil)
 }
 
 // SetNetwork replaces a sandbox's network rules.
 func (c *Client) SetNetwork(ctx context.Context, sandbox string, n NetworkRules) (Sandbox, error) {
 	var out Sandbox
-	err := c.do(ctx, http.MethodPut, "/v1/sandboxes/"+seg(sandbox)+"/network", nil, n, &out)
+	err := c.do(ctx, "set sandbox network", http.MethodPut, "/v1/sandboxes/"+seg(sandbox)+"/network", nil, n, &out)
 	return out, err
 }

@@ -175,3 +175,22 @@ func TestWithHTTPClient(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestTransportErrorHidesPath: a transport error names the operation, not
+// the URL, whose path holds what the caller passed.
+func TestTransportErrorHidesPath(t *testing.T) {
+	s := httptest.NewServer(http.NotFoundHandler())
+	url := s.URL
+	s.Close() // nothing listens there now
+	_, err := New(url, "t").GetSecret(context.Background(), "ghp_LEAKCANARY")
+	if err == nil || strings.Contains(err.Error(), "LEAKCANARY") || !strings.HasPrefix(err.Error(), "get secret: ") {
+		t.Errorf("GetSecret on a closed port = %v; want a \"get secret: ...\" error without the name", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, c := newFake(t, 200, `{}`)
+	if _, err := c.ListSecrets(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("ListSecrets with a canceled context = %v, want context.Canceled", err)
+	}
+}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -53,9 +54,9 @@ func FuzzUnquoteJSON(f *testing.F) {
 		if err := json.Unmarshal(data, &want); err != nil {
 			return
 		}
-		if len(data) == 0 || data[0] != '"' {
-			return // a string with surrounding whitespace; the decoder trims it first
-		}
+		// The decoder hands UnmarshalJSON the literal without the
+		// whitespace around it.
+		data = bytes.Trim(data, " \t\r\n")
 		got, ok := unquoteJSON(data)
 		if !ok {
 			t.Fatalf("unquoteJSON(%q) failed; encoding/json gives %q", data, want)
@@ -147,6 +148,34 @@ func TestValidateEnvVar(t *testing.T) {
 	for _, tt := range tests {
 		if err := validateEnvVar(tt.env); (err == nil) != tt.ok {
 			t.Errorf("validateEnvVar(%q) = %v, want ok %v", tt.env, err, tt.ok)
+		}
+	}
+}
+
+func TestLooksLikeCredential(t *testing.T) {
+	tests := []struct {
+		s    string
+		want bool
+	}{
+		{"OPENAI_API_KEY", false},
+		{"AWS_SECRET_ACCESS_KEY", false},
+		{"anthropic-prod", false},
+		{"myServiceApiKey2024Production", false},
+		{"0123456789abcdef0123456789abcdef01234567", false}, // hex: no upper case
+		{"api.example.com", false},
+		{"token {value}", false},
+		{"X_Y_Z_1234567890123456", false},
+		{"ghp_" + strings.Repeat("aB3", 12), true},     // GitHub format
+		{githubCanary, true},                           // GitHub format
+		{anthropicCanary, true},                        // Anthropic format
+		{"cust_Zq9xY8wV7uT6sR5qP4oN3mL2", true},        // random-looking run
+		{"Zq9xY8wV7uT6sR5qP4oN3mL2.example.com", true}, // inside a host
+		{"Zq9xY8wV7uT6sR5", false},                     // too short to tell
+		{"bkua_" + strings.Repeat("a1", 20), true},     // Buildkite format, all lower case
+	}
+	for _, tt := range tests {
+		if got := looksLikeCredential(tt.s); got != tt.want {
+			t.Errorf("looksLikeCredential(%q) = %v, want %v", tt.s, got, tt.want)
 		}
 	}
 }

@@ -49,6 +49,9 @@ func errorCases(standIn string) []errorCase {
 		// routing
 		{name: "unknown route", method: "GET", path: "/v1/nope", status: 404, code: CodeNotFound, msg: "no such route"},
 		{name: "root", method: "GET", path: "/", status: 404, code: CodeNotFound},
+		{name: "unclean path", method: "GET", path: "/v1//secrets", status: 404, code: CodeNotFound},
+		{name: "dot segment", method: "GET", path: "/v1/secrets/../secrets", status: 404, code: CodeNotFound},
+		{name: "odd method", method: "BREW", path: "/v1/secrets", status: 405, code: CodeMethodNotAllowed, msg: "other"},
 		{name: "trailing slash", method: "GET", path: "/v1/secrets/", status: 404, code: CodeNotFound},
 		{name: "method not allowed", method: "PATCH", path: "/v1/secrets", status: 405, code: CodeMethodNotAllowed, msg: "GET"},
 		{name: "delete health", method: "DELETE", path: "/v1/health", status: 405, code: CodeMethodNotAllowed},
@@ -90,6 +93,11 @@ func errorCases(standIn string) []errorCase {
 		{name: "description contains value", method: "POST", path: "/v1/secrets", body: secret(`"provider":"github","value":"abcdefgh","description":"key abcdefgh"`), status: 400, code: CodeInvalidField},
 		{name: "description too long", method: "POST", path: "/v1/secrets", body: secret(`"provider":"github","value":"abcdefgh","description":"` + strings.Repeat("d", 1025) + `"`), status: 400, code: CodeInvalidField},
 		{name: "description newline", method: "POST", path: "/v1/secrets", body: secret(`"provider":"github","value":"abcdefgh","description":"a\nb"`), status: 400, code: CodeInvalidField},
+		{name: "name is the value", method: "POST", path: "/v1/secrets", body: `{"name":"abcdefgh1","provider":"github","value":"abcdefgh1"}`, status: 400, code: CodeInvalidName, msg: "contains the secret value"},
+		{name: "name looks like a key", method: "POST", path: "/v1/secrets", body: `{"name":"bkua_` + strings.Repeat("a1", 20) + `","provider":"github","value":"abcdefgh"}`, status: 400, code: CodeInvalidName, msg: "looks like a credential"},
+		{name: "host field is the value", method: "POST", path: "/v1/secrets", body: secret(`"value":"abcdefgh","hosts":[{"host":"a.example.com","auth":{"type":"query","param":"abcdefgh"}}]`), status: 400, code: CodeInvalidHost, msg: "hosts[0].auth.param contains the secret value"},
+		{name: "host field looks like a key", method: "POST", path: "/v1/secrets", body: secret(`"value":"abcdefgh","hosts":[{"host":"a.example.com","auth":{"type":"header","header":"X","template":"k {value} Zq9xY8wV7uT6sR5qP4oN3mL2"}}]`), status: 400, code: CodeInvalidHost, msg: "hosts[0].auth.template looks like a credential"},
+		{name: "description looks like a key", method: "POST", path: "/v1/secrets", body: secret(`"provider":"github","value":"abcdefgh","description":"old key ghp_` + strings.Repeat("aB3", 12) + `"`), status: 400, code: CodeInvalidField, msg: "looks like a credential"},
 		{name: "duplicate secret", method: "POST", path: "/v1/secrets", body: `{"name":"gh","provider":"github","value":"abcdefgh"}`, status: 409, code: CodeAlreadyExists, msg: "rotate"},
 		{name: "custom with good hosts but bad value", method: "POST", path: "/v1/secrets", body: secret(custom + `,"value":"a b\n"`), status: 400, code: CodeInvalidValue},
 
@@ -138,6 +146,7 @@ func errorCases(standIn string) []errorCase {
 		{name: "attach empty env", method: "POST", path: "/v1/sandboxes/box/secrets", body: `{"envVar":"","secret":"gh"}`, status: 400, code: CodeInvalidEnvVar},
 		{name: "attach bad env", method: "POST", path: "/v1/sandboxes/box/secrets", body: `{"envVar":"A-B","secret":"gh"}`, status: 400, code: CodeInvalidEnvVar},
 		{name: "attach long env", method: "POST", path: "/v1/sandboxes/box/secrets", body: `{"envVar":"` + strings.Repeat("A", 129) + `","secret":"gh"}`, status: 400, code: CodeInvalidEnvVar},
+		{name: "attach key as env", method: "POST", path: "/v1/sandboxes/box/secrets", body: `{"envVar":"ghp_` + strings.Repeat("aB3", 12) + `","secret":"gh"}`, status: 400, code: CodeInvalidEnvVar, msg: "looks like a credential"},
 		{name: "attach HOME", method: "POST", path: "/v1/sandboxes/box/secrets", body: `{"envVar":"HOME","secret":"gh"}`, status: 400, code: CodeInvalidEnvVar},
 		{name: "attach https_proxy", method: "POST", path: "/v1/sandboxes/box/secrets", body: `{"envVar":"https_proxy","secret":"gh"}`, status: 400, code: CodeInvalidEnvVar},
 		{name: "attach SSL_CERT_FILE", method: "POST", path: "/v1/sandboxes/box/secrets", body: `{"envVar":"SSL_CERT_FILE","secret":"gh"}`, status: 400, code: CodeInvalidEnvVar},
@@ -149,6 +158,7 @@ func errorCases(standIn string) []errorCase {
 
 		// network
 		{name: "network bad rule", method: "PUT", path: "/v1/sandboxes/box/network", body: `{"denyOut":["10.0.0.0/99"]}`, status: 400, code: CodeInvalidRule, msg: "denyOut[0]"},
+		{name: "network rule looks like a key", method: "PUT", path: "/v1/sandboxes/box/network", body: `{"allowOut":["zq9xy8wv7ut6sr5qp4on3ml2.example.com","Zq9xY8wV7uT6sR5qP4oN3mL2.example.com"]}`, status: 400, code: CodeInvalidRule, msg: "allowOut[1]"},
 		{name: "network bad inspect", method: "PUT", path: "/v1/sandboxes/box/network", body: `{"inspect":"none"}`, status: 400, code: CodeInvalidRule},
 		{name: "network unknown sandbox", method: "PUT", path: "/v1/sandboxes/nope/network", body: `{}`, status: 404, code: CodeNotFound},
 		{name: "network too many rules", method: "PUT", path: "/v1/sandboxes/box/network", body: `{"allowOut":[` + strings.TrimSuffix(strings.Repeat(`"a.example.com",`, 257), ",") + `]}`, status: 400, code: CodeInvalidRule},

@@ -98,9 +98,9 @@ func recordResponses(h http.Handler, buf *syncBuffer) http.Handler {
 		rec := &teeWriter{ResponseWriter: w}
 		h.ServeHTTP(rec, r)
 		var b bytes.Buffer
-		// Not the path: tests put values there on purpose, and this
+		// Not the path or a raw method: tests put values there on purpose, and this
 		// buffer should show only what the server sent.
-		fmt.Fprintf(&b, "%s -> %d\n", r.Method, rec.status)
+		fmt.Fprintf(&b, "%s -> %d\n", safeMethod(r.Method), rec.status)
 		w.Header().Write(&b)
 		b.Write(rec.body.Bytes())
 		b.WriteString("\n")
@@ -171,7 +171,7 @@ func (e *testEnv) do(tb testing.TB, method, path, body string, hdr ...string) ra
 // spot. They are not real credentials.
 var (
 	anthropicCanary = "sk-ant-api03-" + "LEAKCANARY" + strings.Repeat("Qx7_", 20) + "abc" + "AA"
-	githubCanary    = "ghp_" + "LEAKCANARY" + "0123456789abcdefghijklmnop"
+	githubCanary    = "ghp_" + "LEAKCANARY" + "x9Qm2Lp7Rk4Tz8Vb1Nc6Wd3Hf5"
 	customCanary    = "cust_LEAKCANARY_Zq9xY8wV7uT6sR5qP4oN3mL2"
 )
 

@@ -69,7 +69,11 @@ func TestNoSecretLeaks(t *testing.T) {
 	ctx := context.Background()
 	c := e.client
 	values := []string{anthropicCanary, githubCanary, customCanary}
-	rotated := func(v string) string { return strings.Replace(v, "LEAKCANARY", "LEAKCANARY9", 1) }
+	// A rotated value keeps its shape and its canary.
+	rotated := func(v string) string {
+		i := strings.Index(v, "LEAKCANARY") + len("LEAKCANARY")
+		return v[:i] + "R0t8" + v[i+4:]
+	}
 	for _, v := range values {
 		values = append(values, rotated(v))
 	}
@@ -158,6 +162,8 @@ func TestNoSecretLeaks(t *testing.T) {
 			{"GET", "/v1/secrets/gh/activity?limit=" + q, ""},
 			{"GET", "/v1/secrets/gh/activity?" + q + "=1", ""},
 			{"GET", "/v1/" + p, ""},
+			{"GET", "/v1//secrets/" + p, ""},
+			{"GET", "/v1/secrets/./" + p, ""},
 			{"POST", "/v1/sandboxes", `{"name":` + js + `}`},
 			{"POST", "/v1/sandboxes", `{"name":"x1","secrets":{` + js + `:"gh"}}`},
 			{"POST", "/v1/sandboxes", `{"name":"x1","secrets":{"X":` + js + `}}`},
@@ -182,6 +188,10 @@ func TestNoSecretLeaks(t *testing.T) {
 				t.Errorf("%s %s with a value in the wrong place = %d, want an error", b.method, strings.ReplaceAll(b.path, v, "<value>"), r.status)
 			}
 		}
+		// A value as the method.
+		if r := e.do(t, v, "/v1/secrets", ""); r.status != 405 {
+			t.Errorf("value as method = %d, want 405", r.status)
+		}
 		// A value as the token, and in an unrelated header.
 		for _, hdr := range [][]string{{"Authorization", "Bearer " + v}, {"X-Api-Key", v}, {"Authorization", v}} {
 			e.do(t, "GET", "/v1/secrets", "", hdr...)
@@ -190,9 +200,15 @@ func TestNoSecretLeaks(t *testing.T) {
 		for _, call := range []func() error{
 			func() error { _, err := c.GetSecret(ctx, v); return err },
 			func() error { _, err := c.RotateSecret(ctx, "gh", v+"\n"); return err },
-			func() error { _, err := c.CreateSecret(ctx, client.SecretCreate{Name: v, Provider: "github", Value: v}); return err },
+			func() error {
+				_, err := c.CreateSecret(ctx, client.SecretCreate{Name: v, Provider: "github", Value: v})
+				return err
+			},
 			func() error { _, err := c.Attach(ctx, "box", v, "gh"); return err },
-			func() error { _, err := c.SetNetwork(ctx, "box", client.NetworkRules{AllowOut: []string{v}}); return err },
+			func() error {
+				_, err := c.SetNetwork(ctx, "box", client.NetworkRules{AllowOut: []string{v}})
+				return err
+			},
 			func() error { _, err := client.New(e.http.URL, v).ListSecrets(ctx); return err },
 		} {
 			err := call()

@@ -11,9 +11,6 @@ import (
 //go:embed openapi.json
 var openAPIDoc []byte
 
-// OpenAPI returns the embedded OpenAPI document.
-func OpenAPI() []byte { return append([]byte(nil), openAPIDoc...) }
-
 func (s *Server) openAPI(w http.ResponseWriter, _ *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)

@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -116,7 +117,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.s.writeError(rec, r, fmt.Errorf("panic in handler: %T", v))
 		}
 		h.s.logger().LogAttrs(r.Context(), slog.LevelInfo, "api request",
-			slog.String(logKeyMethod, r.Method),
+			slog.String(logKeyMethod, safeMethod(r.Method)),
 			slog.String(logKeyRoute, routeLabel(pattern)),
 			slog.Int(logKeyStatus, rec.statusCode()),
 			slog.Duration(logKeyDuration, time.Since(start)),
@@ -125,6 +126,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if !h.public[pattern] && !h.s.authorized(r) {
 		h.s.writeError(rec, r, errUnauthorized)
+		return
+	}
+	if !isClean(r.URL.Path) {
+		// The mux would redirect to the cleaned path, echoing the path
+		// in Location; a path is user input that may hold a value.
+		h.s.writeError(rec, r, newError(http.StatusNotFound, CodeNotFound,
+			"no such route: the path has empty, \".\" or \"..\" segments"))
 		return
 	}
 	if pattern == "" {
@@ -150,12 +158,28 @@ func (h *handler) unmatched(r *http.Request) error {
 	return newError(http.StatusNotFound, CodeNotFound, "no such route; see GET /v1/openapi.json")
 }
 
-// safeMethod echoes a method only if it is a plain token.
+// safeMethod passes standard methods and replaces any other: a method is
+// any token the client likes, so it is user input like the rest.
 func safeMethod(m string) string {
-	if len(m) > 16 || strings.IndexFunc(m, func(r rune) bool { return r < 'A' || r > 'Z' }) >= 0 {
-		return "(unknown)"
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
 	}
-	return m
+	return "other"
+}
+
+// isClean reports whether p is already in the form the mux would redirect
+// to: absolute, no empty, "." or ".." segments (a trailing slash is kept).
+func isClean(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
 }
 
 func routeLabel(pattern string) string {

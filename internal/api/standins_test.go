@@ -38,7 +38,7 @@ func TestStandIns(t *testing.T) {
 
 	type bound struct {
 		sandbox, env, secret, value string
-		b                       client.Binding
+		b                           client.Binding
 	}
 	var all []bound
 	for _, sb := range []string{"one", "two"} {

@@ -3,7 +3,20 @@
 // in a request), and the shapes of its keys, so stand-ins look real.
 //
 // The data is embedded (providers.json in this package, our own format);
-// nothing is read at run time.
+// nothing is read at run time. It is generated from the research reference
+// by internal/gen (go generate), which also writes docs/PROVIDERS.md; the
+// conversion rules (which slots are servable, checksums, typical lengths)
+// live in internal/refconv.
+//
+// Invariants the tests hold:
+//   - every provider's host list passes ValidateHosts; a host may repeat
+//     with alternative slots (GitHub takes "Bearer" and "token"), and
+//     SlotsFor returns them all;
+//   - every stand-in minted for a format matches the format's regex and
+//     checksum (Shape.Valid), and has the length asked for where the format
+//     allows it;
+//   - a Shape's JSON form is stable: it is stored with each binding;
+//   - no more of a secret's value than a custom shape's short prefix is kept.
 package catalog
 
 import (
@@ -174,4 +187,3 @@ func (p Provider) clone() Provider {
 	p.Unsupported = slices.Clone(p.Unsupported)
 	return p
 }
-

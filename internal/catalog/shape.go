@@ -282,4 +282,3 @@ func (s Shape) validCustom(token string) bool {
 	rest, ok := strings.CutPrefix(token, s.Prefix)
 	return ok && allIn([]byte(rest), alphabet)
 }
-

@@ -441,3 +441,38 @@ func FuzzStream(f *testing.F) {
 		}
 	})
 }
+
+// TestStandInCatalogShapes mints a stand-in for every key format in the
+// catalog: each must be valid for its shape (checksums included), stable,
+// and different per binding.
+func TestStandInCatalogShapes(t *testing.T) {
+	m := newMinter(t, testKey())
+	n := 0
+	for _, p := range catalog.Providers() {
+		for _, s := range catalog.Shapes(p) {
+			n++
+			t.Run(p.ID+"/"+s.Format, func(t *testing.T) {
+				a, err := m.StandIn("bnd_1", 0, s)
+				if err != nil {
+					t.Fatalf("StandIn(%q, 0, %+v): %v", "bnd_1", s, err)
+				}
+				if !s.Valid(a) {
+					t.Errorf("StandIn(%q, 0, %+v) = %q, not valid for its shape", "bnd_1", s, a)
+				}
+				if again, err := m.StandIn("bnd_1", 0, s); err != nil || again != a {
+					t.Errorf("StandIn(%q, 0, %+v) again = %q, %v, want %q", "bnd_1", s, again, err, a)
+				}
+				b, err := m.StandIn("bnd_2", 0, s)
+				if err != nil {
+					t.Fatalf("StandIn(%q, 0, %+v): %v", "bnd_2", s, err)
+				}
+				if a == b {
+					t.Errorf("StandIn gave %q for two bindings", a)
+				}
+			})
+		}
+	}
+	if n == 0 {
+		t.Fatal("catalog has no key formats")
+	}
+}

@@ -173,6 +173,11 @@ var droppedEnvVars = map[string]bool{
 	"DATABRICKS_HOST":             true, // URL
 	"LANGFUSE_PUBLIC_KEY":         true, // public key, the user name
 	"LANGFUSE_HOST":               true, // URL
+	// Other credentials, which go in slots the provider's hosts lack:
+	"DD_APP_KEY":                true, // DD-APPLICATION-KEY header
+	"DD_APPLICATION_KEY":        true,
+	"SUPABASE_SECRET_KEY":       true, // for *.supabase.co, not served
+	"SUPABASE_SERVICE_ROLE_KEY": true,
 }
 
 var envVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
