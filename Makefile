@@ -13,7 +13,7 @@ deps:
 	$(GO) mod download
 
 build: deps
-	$(GO) build -trimpath -ldflags "-X main.Version=$(VERSION)" -o $(BIN) ./cmd/standin
+	$(GO) build -ldflags "-X main.Version=$(VERSION)" -o $(BIN) ./cmd/standin
 
 run: build
 	./$(BIN) serve
