@@ -266,3 +266,22 @@ func jsonLine(v any) (string, error) {
 	b, err := json.Marshal(v)
 	return string(b), err
 }
+
+// subcommand runs one command of a group such as "secret create".
+type subcommand func(ctx context.Context, args []string, stdio *IO) error
+
+// dispatch runs the subcommand args[0] of group, or prints help.
+func dispatch(ctx context.Context, group, help string, subs map[string]subcommand, args []string, stdio *IO) error {
+	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
+		io.WriteString(stdio.Out, strings.TrimLeft(help, "\n"))
+		if len(args) == 0 {
+			return &usageError{msg: group + ": want a command", hint: "run `standin " + group + " --help`"}
+		}
+		return nil
+	}
+	sub, ok := subs[args[0]]
+	if !ok {
+		return &usageError{msg: fmt.Sprintf("%s: unknown command %q", group, args[0]), hint: "run `standin " + group + " --help`"}
+	}
+	return sub(ctx, args[1:], stdio)
+}

@@ -38,31 +38,11 @@ Examples:
 `
 
 func cmdSandbox(ctx context.Context, args []string, stdio *IO) error {
-	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprint(stdio.Out, sandboxHelp[1:])
-		if len(args) == 0 {
-			return &usageError{msg: "sandbox: want a command", hint: "run `standin sandbox --help`"}
-		}
-		return nil
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "create":
-		return sandboxCreate(ctx, rest, stdio)
-	case "list", "ls":
-		return sandboxList(ctx, rest, stdio)
-	case "get", "show":
-		return sandboxGet(ctx, rest, stdio)
-	case "delete", "rm":
-		return sandboxDelete(ctx, rest, stdio)
-	case "attach":
-		return sandboxAttach(ctx, rest, stdio)
-	case "detach":
-		return sandboxDetach(ctx, rest, stdio)
-	case "network":
-		return sandboxNetwork(ctx, rest, stdio)
-	}
-	return &usageError{msg: fmt.Sprintf("sandbox: unknown command %q", sub), hint: "run `standin sandbox --help`"}
+	return dispatch(ctx, "sandbox", sandboxHelp, map[string]subcommand{
+		"create": sandboxCreate, "list": sandboxList, "ls": sandboxList,
+		"get": sandboxGet, "show": sandboxGet, "delete": sandboxDelete, "rm": sandboxDelete,
+		"attach": sandboxAttach, "detach": sandboxDetach, "network": sandboxNetwork,
+	}, args, stdio)
 }
 
 // parseBinding parses ENV=SECRET.

@@ -36,31 +36,12 @@ Examples:
 `
 
 func cmdSecret(ctx context.Context, args []string, stdio *IO) error {
-	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
-		fmt.Fprint(stdio.Out, secretHelp[1:])
-		if len(args) == 0 {
-			return &usageError{msg: "secret: want a command", hint: "run `standin secret --help`"}
-		}
-		return nil
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "create":
-		return secretCreate(ctx, rest, stdio)
-	case "list", "ls":
-		return secretList(ctx, rest, stdio)
-	case "get", "show":
-		return secretGet(ctx, rest, stdio)
-	case "rotate":
-		return secretRotate(ctx, rest, stdio)
-	case "delete", "rm":
-		return secretDelete(ctx, rest, stdio)
-	case "sandboxes":
-		return secretSandboxes(ctx, rest, stdio)
-	case "activity":
-		return secretActivity(ctx, rest, stdio)
-	}
-	return &usageError{msg: fmt.Sprintf("secret: unknown command %q", sub), hint: "run `standin secret --help`"}
+	return dispatch(ctx, "secret", secretHelp, map[string]subcommand{
+		"create": secretCreate, "list": secretList, "ls": secretList,
+		"get": secretGet, "show": secretGet, "rotate": secretRotate,
+		"delete": secretDelete, "rm": secretDelete,
+		"sandboxes": secretSandboxes, "activity": secretActivity,
+	}, args, stdio)
 }
 
 const secretCreateHelp = `
