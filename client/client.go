@@ -330,3 +330,18 @@ func (c *Client) SetNetwork(ctx context.Context, sandbox string, n NetworkRules)
 	err := c.do(ctx, "set sandbox network", http.MethodPut, "/v1/sandboxes/"+seg(sandbox)+"/network", nil, n, &out)
 	return out, err
 }
+
+// SandboxEnv returns the environment a sandbox that standin does not run
+// needs to use the gateway (proxy credential, stand-ins, CA variables).
+func (c *Client) SandboxEnv(ctx context.Context, name string) (SandboxEnv, error) {
+	var out SandboxEnv
+	err := c.do(ctx, "get sandbox env", http.MethodGet, "/v1/sandboxes/"+seg(name)+"/env", nil, nil, &out)
+	return out, err
+}
+
+// CACert returns the interception CA certificate (PEM).
+func (c *Client) CACert(ctx context.Context) ([]byte, error) {
+	var out CACert
+	err := c.do(ctx, "get CA", http.MethodGet, "/v1/ca", nil, nil, &out)
+	return []byte(out.PEM), err
+}

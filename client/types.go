@@ -181,3 +181,19 @@ type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 }
+
+// SandboxEnv is what a sandbox that standin does not run needs in its
+// environment: HTTPS_PROXY and friends with the sandbox's proxy credential,
+// one variable per bound secret holding its stand-in, and the CA variables
+// (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE,
+// GIT_SSL_CAINFO) pointing at CAFile.
+type SandboxEnv struct {
+	Env    []string `json:"env"`
+	CAFile string   `json:"caFile"`
+	CACert string   `json:"caCert"`
+}
+
+// CACert is the body of GET /v1/ca.
+type CACert struct {
+	PEM string `json:"pem"`
+}

@@ -47,6 +47,7 @@ func cmdServeInProcess(ts *testscript.TestScript, neg bool, args []string) {
 	cfg := server.DefaultConfig()
 	cfg.DataDir = ts.Getenv("STANDIN_DATA_DIR")
 	cfg.Listen = "off"
+	cfg.Gateway.Listen = "127.0.0.1:0"
 	logf, err := os.Create(filepath.Join(ts.Getenv("WORK"), "server.log"))
 	ts.Check(err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -55,7 +56,7 @@ func cmdServeInProcess(ts *testscript.TestScript, neg bool, args []string) {
 	s := &server.Server{
 		Config: cfg,
 		Logger: slog.New(slog.NewTextHandler(logf, nil)),
-		Ready:  func(string, string) { close(ready) },
+		Ready:  func(server.Addrs) { close(ready) },
 	}
 	go func() { done <- s.Run(ctx) }()
 	select {

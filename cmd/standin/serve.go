@@ -11,15 +11,20 @@ import (
 )
 
 const serveHelp = `
-Usage: standin serve [--config FILE] [--data-dir DIR] [--listen ADDR]
+Usage: standin serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--proxy-listen ADDR]
 
-Runs the standin server: the API on loopback TCP and on <data dir>/api.sock.
+Runs the standin server: the API on loopback TCP and on <data dir>/api.sock,
+and the egress gateway's explicit proxy (default 127.0.0.1:8721).
 On first start it creates the data directory (0700) with master.key (0600;
 back it up) and admin.token (0600; the CLI reads it).
 
 The config file is JSON; every field is optional:
   {"version": 1, "dataDir": "/var/lib/standin", "listen": "127.0.0.1:8720",
-   "log": {"format": "text", "level": "info"}}
+   "log": {"format": "text", "level": "info"},
+   "gateway": {"listen": "127.0.0.1:8721",
+               "hosts": {"api.openai.com": "10.1.2.3:443"},
+               "dialGuard": ["203.0.113.0/24"],
+               "upstreamCAFile": "/etc/ssl/internal-ca.pem"}}
 Flags override the file.
 
 Examples:
@@ -33,6 +38,7 @@ func cmdServe(ctx context.Context, args []string, stdio *IO) error {
 	configPath := fs.String("config", "", "config file (JSON)")
 	dataDir := fs.String("data-dir", "", "data directory (overrides config and STANDIN_DATA_DIR)")
 	listen := fs.String("listen", "", `API address on loopback, or "off" (default 127.0.0.1:8720)`)
+	proxyListen := fs.String("proxy-listen", "", `gateway's explicit proxy address on loopback, or "off" (default 127.0.0.1:8721)`)
 	if _, err := parse(fs, args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
@@ -53,6 +59,9 @@ func cmdServe(ctx context.Context, args []string, stdio *IO) error {
 	}
 	if *listen != "" {
 		cfg.Listen = *listen
+	}
+	if *proxyListen != "" {
+		cfg.Gateway.Listen = *proxyListen
 	}
 	if err := cfg.Validate(); err != nil {
 		return &hintError{err, "fix the config file or flag"}

@@ -87,6 +87,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"ProviderList": client.List[client.Provider]{}, "SecretList": client.List[client.Secret]{},
 		"SandboxList": client.List[client.Sandbox]{}, "BindingList": client.List[client.Binding]{},
 		"ErrorBody": client.ErrorBody{}, "ErrorDetail": client.ErrorDetail{},
+		"SandboxEnv": client.SandboxEnv{}, "CACert": client.CACert{},
 		"Health": struct {
 			Status string `json:"status"`
 		}{},

@@ -44,6 +44,18 @@ type Server struct {
 	Now func() time.Time
 	// Rand is the source of ids. If nil, crypto/rand.Reader is used.
 	Rand io.Reader
+	// Changed, if non-nil, is called after a request that may have
+	// written (any method but GET and HEAD) and before its response is
+	// sent: the gateway drops its cached view there, so a detach or
+	// rotation is in force once the API has answered.
+	Changed func()
+	// Proxy is the explicit proxy's address (host:port) that
+	// GET /v1/sandboxes/{name}/env puts in HTTPS_PROXY; "" if it is off.
+	Proxy string
+	// CAFile is the path of the interception CA certificate, and CACert its
+	// PEM, for the env endpoint and GET /v1/ca.
+	CAFile string
+	CACert []byte
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -103,6 +115,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := &reqInfo{id: id, route: pattern}
 	r = r.WithContext(withReqInfo(r.Context(), info))
 	rec := &statusWriter{ResponseWriter: w}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		rec.before = h.s.Changed
+	}
 	rec.Header().Set("X-Request-Id", id)
 	rec.Header().Set("Cache-Control", "no-store")
 	rec.Header().Set("X-Content-Type-Options", "nosniff")
@@ -218,9 +233,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	// before runs once, before the response starts (see Server.Changed).
+	before func()
+}
+
+func (w *statusWriter) runBefore() {
+	if w.before != nil {
+		f := w.before
+		w.before = nil
+		f()
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
+	w.runBefore()
 	if w.status == 0 {
 		w.status = code
 	}
@@ -228,6 +254,7 @@ func (w *statusWriter) WriteHeader(code int) {
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
+	w.runBefore()
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}

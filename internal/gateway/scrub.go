@@ -1,34 +1,341 @@
 package gateway
 
 import (
+	"bytes"
+	"encoding/base64"
 	"io"
 	"net/http"
+	"net/url"
+	"slices"
 )
 
 // ScrubPair is a real value and the stand-in that replaces it.
 type ScrubPair struct{ Value, StandIn []byte }
+
+// minCore is the shortest base64 core that is scrubbed. A core is the part of
+// a value's base64 form that does not depend on the bytes around it; shorter
+// than this it matches ordinary base64 text by chance too often, and it
+// carries at most a few bytes of the value. Values of 7 bytes or more give
+// cores this long at every alignment, 6-byte values only at a 3-byte
+// boundary. Raw and percent-encoded forms are scrubbed at any length.
+const minCore = 8
+
+// readChunk is the most a scrubbing Reader asks its source for at once.
+const readChunk = 32 << 10
 
 // Scrubber removes real secret values from responses (reflection defence):
 // the raw value, its URL-encoded form, and its standard and URL-safe base64
 // forms at each of the three byte alignments (so a value inside a larger
 // base64 blob such as Basic auth is still found) are replaced by the same
 // encoding of the stand-in.
-type Scrubber struct{}
+//
+// Matching is leftmost-longest and non-overlapping, the same for Bytes and
+// for any chunking of a Reader. It does not catch a value split by something
+// inserted into it (a line break in MIME base64, JSON "\/" escapes) or other
+// encodings (hex, lower-case percent escapes). In base64 the one or two
+// characters at each end of an encoded value that mix its bits with its
+// neighbours' are left as they are: they carry a few bits, never the value.
+//
+// A nil or empty Scrubber changes nothing. It is safe for concurrent use.
+type Scrubber struct {
+	pats   []pattern
+	maxLen int // longest find
+
+	// A prefilter, so one pass over the data serves every pattern: bit k
+	// of pair is set when a pattern of two bytes or more starts with the
+	// bytes k>>8, k&0xff; byPair lists those patterns, longest first.
+	// single[c] is 1 + the index of the one-byte pattern c, if any.
+	pair      [1 << 16 / 64]uint64
+	byPair    map[uint16][]int
+	single    [256]int
+	hasSingle bool
+}
+
+// pattern is one encoded form of a value and its replacement.
+type pattern struct{ find, repl []byte }
 
 // NewScrubber returns a Scrubber for pairs. With no pairs it changes nothing.
-func NewScrubber(pairs []ScrubPair) *Scrubber { panic("TODO") }
+// Pairs with an empty value are ignored. If two pairs share a form, the
+// first pair's stand-in is used.
+func NewScrubber(pairs []ScrubPair) *Scrubber {
+	s := &Scrubber{}
+	seen := make(map[string]bool)
+	add := func(find, repl []byte) {
+		if len(find) == 0 || seen[string(find)] {
+			return
+		}
+		seen[string(find)] = true
+		s.pats = append(s.pats, pattern{find: find, repl: repl})
+		s.maxLen = max(s.maxLen, len(find))
+	}
+	for _, p := range pairs {
+		if len(p.Value) == 0 {
+			continue
+		}
+		// Copies, so a caller reusing its buffers cannot change us.
+		v, si := string(p.Value), string(p.StandIn)
+		add([]byte(v), []byte(si))
+		if e := url.QueryEscape(v); e != v {
+			add([]byte(e), []byte(url.QueryEscape(si)))
+		}
+		if e := url.PathEscape(v); e != v {
+			add([]byte(e), []byte(url.PathEscape(si)))
+		}
+		// Raw (unpadded) encodings have the same cores as padded ones:
+		// a core never reaches the padding.
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+			for k := range 3 {
+				if c := base64Core(enc, k, p.Value); len(c) >= minCore {
+					add(c, base64Core(enc, k, p.StandIn))
+				}
+			}
+		}
+	}
+	s.byPair = make(map[uint16][]int)
+	for i, p := range s.pats {
+		if len(p.find) == 1 {
+			s.single[p.find[0]] = i + 1
+			s.hasSingle = true
+			continue
+		}
+		k := uint16(p.find[0])<<8 | uint16(p.find[1])
+		s.pair[k/64] |= 1 << (k % 64)
+		s.byPair[k] = append(s.byPair[k], i)
+	}
+	for _, idx := range s.byPair {
+		slices.SortStableFunc(idx, func(a, b int) int { return len(s.pats[b].find) - len(s.pats[a].find) })
+	}
+	return s
+}
+
+// base64Core returns the characters of the base64 encoding of v, placed k
+// bytes (0..2) after a 3-byte boundary, that depend on v alone: the same
+// characters appear in the encoding of any text holding v at that alignment.
+// Each character encodes 6 bits; the ones mixing v's bits with the k bytes
+// before it or the bytes after it are dropped.
+func base64Core(enc *base64.Encoding, k int, v []byte) []byte {
+	buf := make([]byte, k+len(v))
+	copy(buf[k:], v)
+	e := enc.EncodeToString(buf)
+	lo := (4*k + 2) / 3        // first character after the k prefix bytes' 8k bits
+	hi := 4 * (k + len(v)) / 3 // characters wholly inside the data
+	if hi <= lo {
+		return nil
+	}
+	return []byte(e[lo:hi])
+}
+
+func (s *Scrubber) empty() bool { return s == nil || len(s.pats) == 0 }
 
 // Header scrubs every header value (and name) in place.
-func (s *Scrubber) Header(h http.Header) { panic("TODO") }
+func (s *Scrubber) Header(h http.Header) {
+	if s.empty() {
+		return
+	}
+	var renamed map[string][]string
+	for k, vs := range h {
+		for i, v := range vs {
+			vs[i] = s.String(v)
+		}
+		if nk := s.String(k); nk != k {
+			if renamed == nil {
+				renamed = make(map[string][]string)
+			}
+			renamed[nk] = append(renamed[nk], vs...)
+			delete(h, k)
+		}
+	}
+	for k, vs := range renamed {
+		h[k] = append(h[k], vs...)
+	}
+}
+
+// String returns v scrubbed.
+func (s *Scrubber) String(v string) string {
+	if s.empty() || len(v) == 0 {
+		return v
+	}
+	out, _, changed := s.scan(nil, []byte(v), true)
+	if !changed {
+		return v
+	}
+	return string(out)
+}
 
 // Bytes returns b scrubbed (b itself if nothing matched).
-func (s *Scrubber) Bytes(b []byte) []byte { panic("TODO") }
+func (s *Scrubber) Bytes(b []byte) []byte {
+	if s.empty() || len(b) == 0 {
+		return b
+	}
+	out, _, changed := s.scan(make([]byte, 0, len(b)+64), b, true)
+	if !changed {
+		return b
+	}
+	return out
+}
+
+// MaxGrowth is how much longer than the input the output can be (stand-ins
+// may be longer than values): callers that scrub drop Content-Length.
+// It returns the most bytes scrubbing n bytes can add.
+func (s *Scrubber) MaxGrowth(n int64) int64 {
+	if s.empty() {
+		return 0
+	}
+	// Each match consumes len(find) bytes and adds len(repl)-len(find), so
+	// the worst case is n bytes of the pattern growing most per byte.
+	var most int64
+	for _, p := range s.pats {
+		extra, l := int64(len(p.repl)-len(p.find)), int64(len(p.find))
+		if extra <= 0 {
+			continue
+		}
+		most = max(most, n/l*extra+n%l*extra/l)
+	}
+	return most
+}
+
+// scan appends data scrubbed to out. When final is false, data may continue
+// in a later call, so scan stops at the first position where a pattern
+// could start but data ends before it can tell; it returns how many bytes of
+// data it consumed, which with final is all of them. changed is false when
+// nothing matched; then out is unchanged and data[:consumed] is the output.
+func (s *Scrubber) scan(out, data []byte, final bool) (_ []byte, consumed int, changed bool) {
+	undecided := len(data)
+	if !final {
+		undecided = s.undecided(data, 0)
+	}
+	pos, emitted := 0, 0
+	for {
+		// A match starting before undecided is final: no longer pattern
+		// can start at or before it, or that position would be undecided.
+		at, i := s.match(data, pos, undecided)
+		if at < 0 {
+			break
+		}
+		p := s.pats[i]
+		out = append(out, data[emitted:at]...)
+		out = append(out, p.repl...)
+		changed = true
+		pos = at + len(p.find)
+		emitted = pos
+		if undecided < pos {
+			undecided = s.undecided(data, pos)
+		}
+	}
+	if changed {
+		out = append(out, data[emitted:undecided]...)
+	}
+	return out, undecided, changed
+}
+
+// match returns the leftmost match in data starting in [from, to), the
+// longest of those starting there, and its pattern's index; at is -1 if
+// there is none.
+func (s *Scrubber) match(data []byte, from, to int) (at, pat int) {
+	for i := from; i < to; i++ {
+		if i+1 < len(data) {
+			k := uint16(data[i])<<8 | uint16(data[i+1])
+			if s.pair[k/64]&(1<<(k%64)) != 0 {
+				for _, j := range s.byPair[k] {
+					if bytes.HasPrefix(data[i:], s.pats[j].find) {
+						return i, j
+					}
+				}
+			}
+		}
+		if s.hasSingle && s.single[data[i]] != 0 {
+			return i, s.single[data[i]] - 1
+		}
+	}
+	return -1, -1
+}
+
+// undecided returns the first position at or after from where data ends
+// with a proper prefix of some pattern (so more data could complete a match
+// there), or len(data). It only looks at the last maxLen-1 bytes.
+func (s *Scrubber) undecided(data []byte, from int) int {
+	best := len(data)
+	start := max(from, len(data)-s.maxLen+1)
+	for _, p := range s.pats {
+		for q := max(start, len(data)-len(p.find)+1); q < best; q++ {
+			j := bytes.IndexByte(data[q:best], p.find[0])
+			if j < 0 {
+				break
+			}
+			q += j
+			if bytes.HasPrefix(p.find, data[q:]) {
+				best = q
+				break
+			}
+		}
+	}
+	return best
+}
 
 // Reader scrubs a stream without buffering it: each Read returns what the
 // source gave as soon as it is known not to start a match; only a tail that
 // could be the beginning of a match split across reads is held back (a
 // match split across chunks is still caught). Close closes rc.
-func (s *Scrubber) Reader(rc io.ReadCloser) io.ReadCloser { panic("TODO") }
+//
+// With nothing to scrub, Reader returns rc itself. A Read reads the source
+// once, or again only while everything it got so far is held back; the
+// held tail is shorter than the longest pattern and is released at the
+// source's end or error.
+func (s *Scrubber) Reader(rc io.ReadCloser) io.ReadCloser {
+	if s.empty() {
+		return rc
+	}
+	return &scrubReader{
+		s:   s,
+		src: rc,
+		buf: make([]byte, s.maxLen-1+readChunk),
+	}
+}
 
-// MaxGrowth is how much longer than the input the output can be (stand-ins
-// may be longer than values): callers that scrub drop Content-Length.
+type scrubReader struct {
+	s   *Scrubber
+	src io.ReadCloser
+	// buf[heldFrom:heldTo] is source data read but not yet scrubbed: a
+	// possible start of a match. It moves to the front before each read.
+	buf              []byte
+	heldFrom, heldTo int
+	// pending is scrubbed output not yet returned; it aliases buf or
+	// scratch, so buf is only refilled once pending is empty.
+	pending []byte
+	scratch []byte
+	err     error // the source's error, returned once pending and held are out
+}
+
+func (r *scrubReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for len(r.pending) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		held := copy(r.buf, r.buf[r.heldFrom:r.heldTo])
+		n, err := r.src.Read(r.buf[held:])
+		data := r.buf[:held+n]
+		out, consumed, changed := r.s.scan(r.scratch[:0], data, err != nil)
+		if changed {
+			r.scratch = out
+			r.pending = out
+		} else {
+			r.pending = data[:consumed]
+		}
+		r.heldFrom, r.heldTo = consumed, len(data)
+		if err != nil {
+			r.err = err
+		} else if n == 0 {
+			// The source made no progress; let the caller decide how
+			// often to retry rather than spinning here.
+			return 0, nil
+		}
+	}
+	n := copy(p, r.pending)
+	r.pending = r.pending[n:]
+	return n, nil
+}
+
+func (r *scrubReader) Close() error { return r.src.Close() }

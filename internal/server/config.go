@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/standin/standin/internal/gateway"
 )
 
 // DefaultPort is where the API listens on loopback unless configured.
@@ -31,6 +33,28 @@ type Config struct {
 	Listen string `json:"listen"`
 	// Log sets the log format and level.
 	Log LogConfig `json:"log"`
+	// Gateway configures the egress gateway.
+	Gateway GatewayConfig `json:"gateway"`
+}
+
+// GatewayConfig configures the egress gateway.
+type GatewayConfig struct {
+	// Listen is the explicit proxy's address (HTTP CONNECT and
+	// absolute-form HTTP), on loopback. Default "127.0.0.1:8721"; "off"
+	// disables it.
+	Listen string `json:"listen"`
+	// Hosts routes host names to fixed addresses, e.g.
+	// {"api.openai.com": "10.1.2.3:443"} for an internal LLM gateway (or a
+	// test's fake provider). Targets skip the special-address check but
+	// not DialGuard. Only this file can set it, never the API. Default none.
+	Hosts map[string]string `json:"hosts"`
+	// DialGuard lists the only CIDRs the gateway may ever connect to,
+	// whatever the rules say. Tests set ["127.0.0.0/8"]. Default: no guard
+	// (every address the sandbox's rules allow).
+	DialGuard []string `json:"dialGuard"`
+	// UpstreamCAFile is a PEM bundle of extra roots for verifying upstream
+	// servers (an internal CA). Default: the system roots only.
+	UpstreamCAFile string `json:"upstreamCAFile"`
 }
 
 // LogConfig configures logging.
@@ -58,6 +82,7 @@ func DefaultConfig() Config {
 		DataDir: DefaultDataDir(),
 		Listen:  fmt.Sprintf("127.0.0.1:%d", DefaultPort),
 		Log:     LogConfig{Format: "text", Level: "info"},
+		Gateway: GatewayConfig{Listen: fmt.Sprintf("127.0.0.1:%d", DefaultPort+1)},
 	}
 }
 
@@ -116,15 +141,20 @@ func (c *Config) Validate() error {
 		}
 		c.DataDir = abs
 	}
-	if c.Listen != "off" {
-		host, _, err := net.SplitHostPort(c.Listen)
-		if err != nil {
-			return &ConfigError{"listen", c.Listen, "want host:port such as 127.0.0.1:8720, or \"off\""}
-		}
-		ip := net.ParseIP(host)
-		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return &ConfigError{"listen", c.Listen, "the API must listen on a loopback address (127.0.0.1 or ::1)"}
-		}
+	if err := checkLoopback("listen", c.Listen); err != nil {
+		return err
+	}
+	if c.Gateway.Listen == "" {
+		c.Gateway.Listen = fmt.Sprintf("127.0.0.1:%d", DefaultPort+1)
+	}
+	if err := checkLoopback("gateway.listen", c.Gateway.Listen); err != nil {
+		return err
+	}
+	if _, err := gateway.ParseGuard(c.Gateway.DialGuard); err != nil {
+		return &ConfigError{"gateway.dialGuard", strings.Join(c.Gateway.DialGuard, ","), err.Error()}
+	}
+	if _, err := gateway.ParseOverrides(c.Gateway.Hosts); err != nil {
+		return &ConfigError{"gateway.hosts", "", err.Error()}
 	}
 	switch c.Log.Format {
 	case "", "text", "json":
@@ -135,6 +165,22 @@ func (c *Config) Validate() error {
 	case "", "debug", "info", "warn", "error":
 	default:
 		return &ConfigError{"log.level", c.Log.Level, "want debug, info, warn or error"}
+	}
+	return nil
+}
+
+// checkLoopback accepts "off" or host:port on a loopback address.
+func checkLoopback(field, addr string) error {
+	if addr == "off" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return &ConfigError{field, addr, "want host:port such as 127.0.0.1:8720, or \"off\""}
+	}
+	ip := net.ParseIP(host)
+	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return &ConfigError{field, addr, "must be a loopback address (127.0.0.1 or ::1): it is not authenticated for the network"}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base32"
 	"errors"
 	"fmt"
@@ -16,18 +17,27 @@ import (
 	"time"
 
 	"github.com/standin/standin/internal/api"
+	"github.com/standin/standin/internal/audit"
+	"github.com/standin/standin/internal/gateway"
 )
 
 var base32Lower = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567")
+
+// Addrs are where a running server listens; "" when off.
+type Addrs struct {
+	API, Socket, Proxy string
+}
 
 // Server is a configured standin server.
 type Server struct {
 	Config Config
 	// Logger receives the server's logs. If nil, slog.Default() is used.
 	Logger *slog.Logger
-	// Ready, if non-nil, is called once the listeners are open, with the
-	// TCP address ("" when TCP is off) and the socket path.
-	Ready func(tcpAddr, socket string)
+	// Ready, if non-nil, is called once the listeners are open.
+	Ready func(Addrs)
+	// Gateway, if non-nil, is called with the gateway once it exists
+	// (the sandbox runtime hands it connections; tests use it too).
+	Gateway func(*gateway.Gateway)
 }
 
 // Run serves until ctx is done, then shuts down gracefully.
@@ -50,12 +60,38 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	gw, aud, err := newGateway(cfg, d, logger)
+	if err != nil {
+		return err
+	}
+	defer gw.Close()
+	if s.Gateway != nil {
+		s.Gateway(gw)
+	}
+	audCtx, stopAudit := context.WithCancel(context.Background())
+	audDone := make(chan struct{})
+	go func() { aud.Run(audCtx); close(audDone) }()
+	defer func() { stopAudit(); <-audDone }()
+
+	proxyAddr := ""
+	var proxyL net.Listener
+	if cfg.Gateway.Listen != "off" {
+		proxyL, err = net.Listen("tcp", cfg.Gateway.Listen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w (set \"gateway.listen\" in the config to a free port)", cfg.Gateway.Listen, err)
+		}
+		proxyAddr = proxyL.Addr().String()
+	}
 	h := (&api.Server{
-		Store:  d.Store,
-		Vault:  d.Vault,
-		Minter: d.Minter,
-		Token:  token,
-		Logger: logger.With("component", "api"),
+		Store:   d.Store,
+		Vault:   d.Vault,
+		Minter:  d.Minter,
+		Token:   token,
+		Logger:  logger.With("component", "api"),
+		Changed: gw.Invalidate,
+		Proxy:   proxyAddr,
+		CAFile:  filepath.Join(cfg.DataDir, "ca.pem"),
+		CACert:  gwCA(gw),
 	}).Handler()
 
 	var listeners []net.Listener
@@ -85,14 +121,23 @@ func (s *Server) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	errc := make(chan error, len(listeners))
+	errc := make(chan error, len(listeners)+1)
 	for _, l := range listeners {
 		go func() { errc <- srv.Serve(l) }()
 	}
-	logger.Info("standin serving", "api", tcpAddr, "socket", sock, "data_dir", cfg.DataDir,
+	gwCtx, stopGW := context.WithCancel(ctx)
+	defer stopGW()
+	if proxyL != nil {
+		go func() {
+			if err := gw.ServeProxy(gwCtx, proxyL); err != nil {
+				errc <- fmt.Errorf("gateway proxy: %w", err)
+			}
+		}()
+	}
+	logger.Info("standin serving", "api", tcpAddr, "socket", sock, "proxy", proxyAddr, "data_dir", cfg.DataDir,
 		"master_key", d.Keyring.Source().String(), "master_key_id", d.Keyring.CurrentID())
 	if s.Ready != nil {
-		s.Ready(tcpAddr, sock)
+		s.Ready(Addrs{API: tcpAddr, Socket: sock, Proxy: proxyAddr})
 	}
 
 	select {
@@ -128,3 +173,47 @@ func listenUnix(path string) (net.Listener, error) {
 	}
 	return l, nil
 }
+
+// newGateway builds the gateway and its audit writer from the config.
+func newGateway(cfg Config, d *Data, logger *slog.Logger) (*gateway.Gateway, *audit.Writer, error) {
+	ca, err := gateway.LoadOrCreateCA(cfg.DataDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("interception CA: %w", err)
+	}
+	guard, err := gateway.ParseGuard(cfg.Gateway.DialGuard)
+	if err != nil {
+		return nil, nil, err
+	}
+	overrides, err := gateway.ParseOverrides(cfg.Gateway.Hosts)
+	if err != nil {
+		return nil, nil, err
+	}
+	var roots *x509.CertPool
+	if cfg.Gateway.UpstreamCAFile != "" {
+		roots, err = x509.SystemCertPool()
+		if err != nil {
+			roots = x509.NewCertPool()
+		}
+		pem, err := os.ReadFile(cfg.Gateway.UpstreamCAFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gateway.upstreamCAFile: %w", err)
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("gateway.upstreamCAFile %s: no PEM certificate in it", cfg.Gateway.UpstreamCAFile)
+		}
+	}
+	aud := &audit.Writer{Store: d.Store, Logger: logger.With("component", "audit")}
+	gw, err := gateway.New(gateway.Config{
+		Store: d.Store, Vault: d.Vault, Minter: d.Minter, CA: ca,
+		Dialer:        &gateway.Dialer{Overrides: overrides, Guard: guard},
+		Audit:         aud,
+		UpstreamRoots: roots,
+		Logger:        logger.With("component", "gateway"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return gw, aud, nil
+}
+
+func gwCA(gw *gateway.Gateway) []byte { return gw.CA().CertPEM() }

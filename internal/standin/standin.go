@@ -13,6 +13,7 @@ package standin
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -156,6 +157,23 @@ func (m *Minter) Hash(token []byte) []byte {
 	h.Write([]byte(hashLabel))
 	h.Write(token)
 	return h.Sum(nil)
+}
+
+// proxyLabel separates proxy credentials from every other use of the key.
+const proxyLabel = "proxy/v1"
+
+// ProxyToken is the explicit-proxy password of a sandbox: a sandbox that
+// standin does not run names itself to the gateway with
+// Proxy-Authorization: Basic base64(<sandbox name>:<token>). Derived, like
+// stand-ins, so it is never stored; deleting the sandbox ends it.
+func (m *Minter) ProxyToken(sandboxID string) string {
+	if m == nil || len(m.key) != KeySize {
+		panic(errNoKey)
+	}
+	h := hmac.New(sha256.New, m.key)
+	h.Write([]byte(proxyLabel))
+	h.Write([]byte(sandboxID))
+	return "stp_" + base64.RawURLEncoding.EncodeToString(h.Sum(nil))
 }
 
 const redacted = "standin.Minter{key: REDACTED}"

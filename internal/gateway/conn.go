@@ -1,0 +1,269 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/standin/standin/internal/policy"
+)
+
+// ConnMeta describes a connection the sandbox runtime hands over.
+type ConnMeta struct {
+	// SandboxID is the sandbox the connection comes from.
+	SandboxID string
+	// Dst is the destination the sandbox connected to.
+	Dst netip.AddrPort
+	// Name is the host name the sandbox's DNS answered Dst for, "" if the
+	// sandbox connected to an address it did not look up through us.
+	Name string
+}
+
+// connInfo travels with an intercepted connection into the HTTP server.
+type connInfo struct {
+	sandboxID string
+	host      string // the name the flow was opened for (TLS name)
+	port      string
+	scheme    string // "https" or "http"
+}
+
+type connInfoKey struct{}
+
+// Fixed reasons for refused flows and requests (tests assert them).
+const (
+	ReasonSNIMismatch   = "TLS server name does not match the destination"
+	ReasonHostMismatch  = "Host header does not match the TLS server name"
+	ReasonRuleDenied    = "destination denied by network rules"
+	ReasonUnknownSB     = "unknown sandbox"
+	ReasonRevoked       = "stand-in is not active for this sandbox and host"
+	ReasonAmbiguous     = "several credentials in one auth slot"
+	ReasonPlainHTTP     = "credential over plain HTTP refused"
+	ReasonUnavailable   = "secret store or vault unavailable"
+	ReasonConnectTunnel = "CONNECT inside an intercepted flow"
+	ReasonUpstream      = "upstream unreachable"
+)
+
+// HandleConn serves one connection from a sandbox (entry point b). It
+// returns when the connection is done.
+func (g *Gateway) HandleConn(ctx context.Context, c net.Conn, m ConnMeta) {
+	host := m.Name
+	if host == "" {
+		host = m.Dst.Addr().Unmap().String()
+	}
+	g.handleFlow(ctx, c, m.SandboxID, host, strconv.Itoa(int(m.Dst.Port())), m.Name != "")
+}
+
+// handleFlow serves a flow from sandbox sandboxID to host:port. named says
+// whether host is a name the sandbox asked for (CONNECT target or DNS
+// answer) rather than a bare address.
+func (g *Gateway) handleFlow(ctx context.Context, c net.Conn, sandboxID, host, port string, named bool) {
+	log := g.logger.With("sandbox_id", sandboxID, "host", host, "port", port)
+	snap, err := g.ix.get(ctx)
+	if err != nil {
+		log.Error("flow refused", "reason", ReasonUnavailable, "error", err)
+		c.Close()
+		return
+	}
+	sb := snap.sandboxes[sandboxID]
+	if sb == nil {
+		log.Warn("flow refused", "reason", ReasonUnknownSB)
+		c.Close()
+		return
+	}
+	log = log.With("sandbox", sb.Name)
+
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	first, err := br.Peek(1)
+	if err != nil {
+		c.Close()
+		return
+	}
+	var sni string
+	var isTLS, isHTTP bool
+	var prefix []byte
+	switch {
+	case first[0] == 0x16: // TLS handshake record
+		isTLS = true
+		sni, prefix, err = readClientHello(br)
+		if err != nil {
+			log.Info("flow refused", "reason", "bad TLS client hello", "error", err)
+			c.Close()
+			return
+		}
+	default:
+		isHTTP = looksLikeHTTP(br)
+	}
+	c.SetReadDeadline(time.Time{})
+	if isTLS {
+		sni = strings.TrimSuffix(strings.ToLower(sni), ".")
+		switch {
+		case sni == "":
+		case !named:
+			// The sandbox dialed an address it did not resolve through
+			// us: take the name from SNI, and dial that name ourselves.
+			host = sni
+		case sni != host:
+			log.Warn("flow refused", "reason", ReasonSNIMismatch, "sni", sni)
+			c.Close()
+			return
+		}
+	}
+	dest := policy.Dest{Host: host}
+	if a, err := netip.ParseAddr(host); err == nil {
+		dest = policy.Dest{Addr: a.Unmap()}
+	}
+	if d := sb.Rules.Decide(dest); !d.Allow {
+		log.Info("flow refused", "reason", ReasonRuleDenied, "rule", d.Rule, "decision", d.Reason)
+		c.Close()
+		return
+	}
+
+	src := &prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(prefix), br)}
+	switch {
+	case isTLS && (sb.Inspect || sb.interceptsHost(host)):
+		g.intercept(ctx, src, connInfo{sandboxID: sb.ID, host: host, port: port, scheme: "https"}, log)
+	case isHTTP && !isTLS:
+		// Plain HTTP is always parsed: a stand-in in it is refused
+		// rather than sent in clear.
+		ci := &connInfo{sandboxID: sb.ID, host: host, port: port, scheme: "http"}
+		g.conns.Store(net.Conn(src), ci)
+		if !g.mitmConn.push(src) {
+			src.Close()
+		}
+	default:
+		g.splice(ctx, src, sb, host, port, log)
+	}
+}
+
+// intercept terminates TLS with a leaf for info.host and hands the
+// connection to the HTTP server.
+func (g *Gateway) intercept(ctx context.Context, c net.Conn, info connInfo, log interface {
+	Info(string, ...any)
+}) {
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return g.cfg.CA.Leaf(info.host)
+		},
+	}
+	tc := tls.Server(c, cfg)
+	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		log.Info("flow refused", "reason", "TLS handshake with sandbox failed", "error", err)
+		c.Close()
+		return
+	}
+	g.conns.Store(net.Conn(tc), &info)
+	if !g.mitmConn.push(tc) {
+		tc.Close()
+	}
+}
+
+// splice connects to host:port by name and copies bytes both ways,
+// without looking inside (an allowed flow with no secret).
+func (g *Gateway) splice(ctx context.Context, c net.Conn, sb *sandboxInfo, host, port string, log interface {
+	Info(string, ...any)
+}) {
+	defer c.Close()
+	up, err := g.cfg.Dialer.Dial(ctx, host, port, sb.Rules)
+	if err != nil {
+		log.Info("flow refused", "reason", ReasonUpstream, "error", err)
+		return
+	}
+	defer up.Close()
+	log.Info("flow spliced")
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		io.Copy(up, c)
+		closeWrite(up)
+	}()
+	io.Copy(c, up)
+	closeWrite(c)
+	wg.Wait()
+}
+
+func closeWrite(c net.Conn) {
+	type cw interface{ CloseWrite() error }
+	if x, ok := c.(cw); ok {
+		x.CloseWrite()
+		return
+	}
+	if pc, ok := c.(*prefixConn); ok {
+		closeWrite(pc.Conn)
+		return
+	}
+	c.Close()
+}
+
+// prefixConn reads from r (bytes already read from Conn, then the rest)
+// and writes to Conn.
+type prefixConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+// readClientHello reads the TLS ClientHello from br without answering it,
+// and returns its server name and the bytes it consumed (to replay).
+func readClientHello(br *bufio.Reader) (sni string, consumed []byte, err error) {
+	var rec bytes.Buffer
+	pc := &peekOnlyConn{r: io.TeeReader(br, &rec)}
+	errDone := errors.New("client hello read")
+	srv := tls.Server(pc, &tls.Config{
+		GetConfigForClient: func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+			sni = hi.ServerName
+			return nil, errDone
+		},
+	})
+	err = srv.Handshake()
+	if !errors.Is(err, errDone) {
+		if err == nil {
+			err = errors.New("unexpected handshake success")
+		}
+		return "", nil, err
+	}
+	return sni, rec.Bytes(), nil
+}
+
+// peekOnlyConn lets crypto/tls parse a ClientHello: reads come from r,
+// writes (the alert sent when parsing stops) go nowhere.
+type peekOnlyConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (p *peekOnlyConn) Read(b []byte) (int, error)       { return p.r.Read(b) }
+func (p *peekOnlyConn) Write(b []byte) (int, error)      { return len(b), nil }
+func (p *peekOnlyConn) Close() error                     { return nil }
+func (p *peekOnlyConn) SetDeadline(time.Time) error      { return nil }
+func (p *peekOnlyConn) SetReadDeadline(time.Time) error  { return nil }
+func (p *peekOnlyConn) SetWriteDeadline(time.Time) error { return nil }
+func (p *peekOnlyConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (p *peekOnlyConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+
+// looksLikeHTTP reports whether the stream starts with an HTTP/1 method.
+func looksLikeHTTP(br *bufio.Reader) bool {
+	b, _ := br.Peek(8)
+	for _, m := range []string{"GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "PATCH ", "OPTIONS ", "CONNECT "} {
+		if bytes.HasPrefix(b, []byte(m)) || (len(b) < len(m) && bytes.HasPrefix([]byte(m), b) && len(b) > 0) {
+			return true
+		}
+	}
+	return false
+}
