@@ -38,6 +38,8 @@ Usage:
   standin sandbox attach NAME ENV=SECRET
   standin sandbox detach NAME ENV
   standin sandbox network NAME [--allow-out X]... [--deny-out X]... [--inspect all]
+  standin sandbox env NAME
+  standin ca export
   standin providers
   standin admin rotate-master-key [--data-dir DIR]
   standin version
@@ -113,6 +115,8 @@ func run(ctx context.Context, args []string, stdio *IO) error {
 		return cmdSandbox(ctx, rest, stdio)
 	case "providers":
 		return cmdProviders(ctx, rest, stdio)
+	case "ca":
+		return cmdCA(ctx, rest, stdio)
 	case "admin":
 		return cmdAdmin(ctx, rest, stdio)
 	}

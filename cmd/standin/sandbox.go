@@ -23,6 +23,8 @@ Commands:
   detach NAME ENV           unbind; the stand-in stops working at once
   network NAME [--allow-out X]... [--deny-out X]... [--inspect all]
                             replace the network rules
+  env NAME                  environment for a sandbox standin does not run
+                            (a container, a CI job): proxy, stand-ins, CA
 
 Network rules: X is a domain (api.example.com), a wildcard (*.example.com)
 or a CIDR (10.0.0.0/8, ::/0). A destination matching a deny rule is refused
@@ -42,6 +44,7 @@ func cmdSandbox(ctx context.Context, args []string, stdio *IO) error {
 		"create": sandboxCreate, "list": sandboxList, "ls": sandboxList,
 		"get": sandboxGet, "show": sandboxGet, "delete": sandboxDelete, "rm": sandboxDelete,
 		"attach": sandboxAttach, "detach": sandboxDetach, "network": sandboxNetwork,
+		"env": sandboxEnv,
 	}, args, stdio)
 }
 
@@ -257,5 +260,45 @@ func sandboxNetwork(ctx context.Context, args []string, stdio *IO) error {
 	}
 	fmt.Fprintf(stdio.Out, "replaced network rules of sandbox %s\n", sb.Name)
 	printSandbox(stdio.Out, sb)
+	return nil
+}
+
+const sandboxEnvHelp = `
+Usage: standin sandbox env NAME [--json]
+
+Prints what a sandbox that standin does not run (a Docker container, a CI
+job) needs in its environment, one NAME=value per line: HTTPS_PROXY and
+HTTP_PROXY naming the gateway with this sandbox's proxy credential, each
+bound secret's stand-in, and SSL_CERT_FILE, NODE_EXTRA_CA_CERTS,
+REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE and GIT_SSL_CAINFO pointing at standin's
+CA certificate (mount it at that path, or get it with "standin ca export").
+No real secret value is in it.
+
+Examples:
+  standin sandbox env ci-job > ci.env && docker run --env-file ci.env --network host ...
+  eval "$(standin sandbox env agent-1 | sed 's/^/export /')"
+`
+
+func sandboxEnv(ctx context.Context, args []string, stdio *IO) error {
+	fs := newFlags("sandbox env", sandboxEnvHelp, stdio)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args, 1, 1, "NAME")
+	if err != nil {
+		return err
+	}
+	c, err := connect()
+	if err != nil {
+		return err
+	}
+	env, err := c.SandboxEnv(ctx, pos[0])
+	if err != nil {
+		return apiErr(err)
+	}
+	if *asJSON {
+		return printJSON(stdio.Out, env)
+	}
+	for _, kv := range env.Env {
+		fmt.Fprintln(stdio.Out, kv)
+	}
 	return nil
 }

@@ -232,20 +232,24 @@ func (s *Scrubber) scan(out, data []byte, final bool) (_ []byte, consumed int, c
 // longest of those starting there, and its pattern's index; at is -1 if
 // there is none.
 func (s *Scrubber) match(data []byte, from, to int) (at, pat int) {
-	for i := from; i < to; i++ {
-		if i+1 < len(data) {
-			k := uint16(data[i])<<8 | uint16(data[i+1])
-			if s.pair[k/64]&(1<<(k%64)) != 0 {
-				for _, j := range s.byPair[k] {
-					if bytes.HasPrefix(data[i:], s.pats[j].find) {
-						return i, j
-					}
+	// Positions with two bytes to look at; the last byte of data can only
+	// start a one-byte pattern.
+	two := min(to, len(data)-1)
+	for i := from; i < two; i++ {
+		k := uint16(data[i])<<8 | uint16(data[i+1])
+		if s.pair[k/64]&(1<<(k%64)) != 0 {
+			for _, j := range s.byPair[k] {
+				if bytes.HasPrefix(data[i:], s.pats[j].find) {
+					return i, j
 				}
 			}
 		}
 		if s.hasSingle && s.single[data[i]] != 0 {
 			return i, s.single[data[i]] - 1
 		}
+	}
+	if two >= from && two < to && s.hasSingle && s.single[data[two]] != 0 {
+		return two, s.single[data[two]] - 1
 	}
 	return -1, -1
 }
