@@ -318,6 +318,14 @@ func (c *Client) Attach(ctx context.Context, sandbox, envVar, secret string) (Bi
 	return out, err
 }
 
+// AttachWithStandIn binds a secret like Attach, with a stand-in the caller
+// chose (see Attach.StandIn) instead of a minted one.
+func (c *Client) AttachWithStandIn(ctx context.Context, sandbox string, a Attach) (Binding, error) {
+	var out Binding
+	err := c.do(ctx, "attach secret", http.MethodPost, "/v1/sandboxes/"+seg(sandbox)+"/secrets", nil, a, &out)
+	return out, err
+}
+
 // Detach removes the binding of envVar in sandbox; its stand-in stops
 // working at once.
 func (c *Client) Detach(ctx context.Context, sandbox, envVar string) error {

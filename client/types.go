@@ -119,6 +119,12 @@ type Binding struct {
 type Attach struct {
 	EnvVar string `json:"envVar"`
 	Secret string `json:"secret"`
+	// StandIn, if set, is used as the stand-in instead of a minted one:
+	// for clients whose placeholder key is fixed (a fixture, a benchmark
+	// tool). 16 to 256 printable ASCII characters, unique across all
+	// bindings. It is stored only as a keyed hash, so later views show it
+	// empty. A minted stand-in is better: it has the provider's shape.
+	StandIn string `json:"standIn,omitempty"`
 }
 
 // Activity is one request made (or refused) with a secret.

@@ -194,8 +194,9 @@ func sandboxDelete(ctx context.Context, args []string, stdio *IO) error {
 }
 
 func sandboxAttach(ctx context.Context, args []string, stdio *IO) error {
-	fs := newFlags("sandbox attach", "\nUsage: standin sandbox attach NAME ENV=SECRET [--json]\n\nBinds a secret to a sandbox under an environment variable and prints the stand-in.\n\nExamples:\n  standin sandbox attach agent-1 GITHUB_TOKEN=gh-bot\n", stdio)
+	fs := newFlags("sandbox attach", "\nUsage: standin sandbox attach NAME ENV=SECRET [--stand-in TOKEN] [--json]\n\nBinds a secret to a sandbox under an environment variable and prints the stand-in.\nWith --stand-in, the client's fixed placeholder key is used as the stand-in (it\nis not a secret: it works only from this sandbox, only on the secret's hosts).\n\nExamples:\n  standin sandbox attach agent-1 GITHUB_TOKEN=gh-bot\n  standin sandbox attach ci-job OPENAI_API_KEY=openai --stand-in sk-test-placeholder-key\n", stdio)
 	asJSON := fs.Bool("json", false, "print JSON")
+	standIn := fs.String("stand-in", "", "use this placeholder as the stand-in (16-256 printable characters)")
 	pos, err := parse(fs, args, 2, 2, "NAME ENV=SECRET")
 	if err != nil {
 		return err
@@ -208,7 +209,7 @@ func sandboxAttach(ctx context.Context, args []string, stdio *IO) error {
 	if err != nil {
 		return err
 	}
-	b, err := c.Attach(ctx, pos[0], env, sec)
+	b, err := c.AttachWithStandIn(ctx, pos[0], client.Attach{EnvVar: env, Secret: sec, StandIn: *standIn})
 	if err != nil {
 		return apiErr(err)
 	}

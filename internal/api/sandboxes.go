@@ -110,6 +110,31 @@ func (s *Server) newBinding(sb *store.Sandbox, env string, sec *store.Secret, no
 	return nil, fmt.Errorf("mint stand-in: %d attempts all equal the value's fingerprint", maxMintAttempts)
 }
 
+// importedBinding binds sec with a stand-in the caller chose.
+func (s *Server) importedBinding(sb *store.Sandbox, env string, sec *store.Secret, tok string, now time.Time) (*store.Binding, error) {
+	if len(tok) < 16 || len(tok) > 256 {
+		return nil, badRequest(CodeInvalidField, "standIn must be 16 to 256 characters")
+	}
+	for i := 0; i < len(tok); i++ {
+		if tok[i] <= ' ' || tok[i] > '~' {
+			return nil, badRequest(CodeInvalidField, "standIn must be printable ASCII without spaces")
+		}
+	}
+	h := s.Minter.Hash([]byte(tok))
+	if subtle.ConstantTimeCompare(h, sec.Fingerprint) == 1 {
+		return nil, badRequest(CodeInvalidField, "standIn equals the secret's value; a stand-in must not be the credential")
+	}
+	id, err := newID(s.rand(), "bnd_", 16)
+	if err != nil {
+		return nil, err
+	}
+	return &store.Binding{
+		ID: id, SandboxID: sb.ID, EnvVar: env, SecretID: sec.ID, Shape: sec.Shape,
+		Attempt: store.ImportedStandIn, StandInHash: h, CreatedAt: now,
+		SandboxName: sb.Name, SecretName: sec.Name,
+	}, nil
+}
+
 // sandboxOut is the sandbox's own view, the one place stand-ins are shown:
 // each is derived again from the binding id, attempt and shape.
 func (s *Server) sandboxOut(sb *store.Sandbox, bs []store.Binding) (client.Sandbox, error) {
@@ -129,6 +154,9 @@ func (s *Server) sandboxOut(sb *store.Sandbox, bs []store.Binding) (client.Sandb
 }
 
 func (s *Server) bindingOut(sandbox string, b *store.Binding) (client.Binding, error) {
+	if b.Attempt == store.ImportedStandIn {
+		return client.Binding{Sandbox: sandbox, EnvVar: b.EnvVar, Secret: b.SecretName, CreatedAt: b.CreatedAt}, nil
+	}
 	shape, err := decodeShape(b.Shape)
 	if err != nil {
 		return client.Binding{}, fmt.Errorf("binding id %q: %w", b.ID, err)
@@ -225,11 +253,19 @@ func (s *Server) attach(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	b, err := s.newBinding(sb, req.EnvVar, sec, s.now())
+	var b *store.Binding
+	if req.StandIn != "" {
+		b, err = s.importedBinding(sb, req.EnvVar, sec, req.StandIn, s.now())
+	} else {
+		b, err = s.newBinding(sb, req.EnvVar, sec, s.now())
+	}
 	if err != nil {
 		return err
 	}
 	if err := s.Store.CreateBinding(r.Context(), b); err != nil {
+		if errors.Is(err, store.ErrConflict) && req.StandIn != "" && strings.Contains(err.Error(), "stand-in") {
+			return newError(http.StatusConflict, CodeAlreadyExists, "that stand-in is already in use by another binding; choose another")
+		}
 		if errors.Is(err, store.ErrConflict) {
 			return newError(http.StatusConflict, CodeAlreadyExists,
 				"sandbox %q already has a secret bound to %s; detach it first with `standin sandbox detach %s %s`",
@@ -244,6 +280,9 @@ func (s *Server) attach(w http.ResponseWriter, r *http.Request) error {
 	out, err := s.bindingOut(sb.Name, b)
 	if err != nil {
 		return err
+	}
+	if req.StandIn != "" {
+		out.StandIn = req.StandIn
 	}
 	writeJSON(w, http.StatusCreated, out)
 	return nil

@@ -81,6 +81,11 @@ func hostPatternProblem(host string) string {
 		return fmt.Sprintf("host names are lower case: use %q", strings.ToLower(host))
 	}
 	name, wild := strings.CutPrefix(host, "*.")
+	if a, err := netip.ParseAddr(name); err == nil && a.Is4() && !wild {
+		// An internal service (an LLM gateway at 10.1.2.3) has no name.
+		// The gateway still needs a CIDR allow rule to reach it.
+		return ""
+	}
 	if strings.Contains(name, "*") {
 		return "a wildcard must be the whole first label, as in *.example.com"
 	}

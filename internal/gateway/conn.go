@@ -258,11 +258,23 @@ func (p *peekOnlyConn) LocalAddr() net.Addr              { return &net.TCPAddr{}
 func (p *peekOnlyConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 
 // looksLikeHTTP reports whether the stream starts with an HTTP/1 method.
+// It waits for another byte only while what it has is a proper prefix of
+// a method: a protocol whose first message is short ("PING\r\n") and
+// waits for an answer must not stall until the read deadline. Ambiguous
+// bytes at the deadline or EOF count as HTTP, whose path refuses a
+// stand-in in clear.
 func looksLikeHTTP(br *bufio.Reader) bool {
-	b, _ := br.Peek(8)
-	for _, m := range []string{"GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "PATCH ", "OPTIONS ", "CONNECT "} {
-		if bytes.HasPrefix(b, []byte(m)) || (len(b) < len(m) && bytes.HasPrefix([]byte(m), b) && len(b) > 0) {
-			return true
+	for n := 1; n <= len("CONNECT "); n++ {
+		b, err := br.Peek(n)
+		prefix := false
+		for _, m := range []string{"GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "PATCH ", "OPTIONS ", "CONNECT "} {
+			if bytes.HasPrefix(b, []byte(m)) {
+				return true
+			}
+			prefix = prefix || (len(b) > 0 && bytes.HasPrefix([]byte(m), b))
+		}
+		if !prefix || err != nil {
+			return prefix
 		}
 	}
 	return false

@@ -31,8 +31,9 @@ type Dialer struct {
 	// server's config only (tests, internal LLM gateways). Keys are
 	// lowercase names without a trailing dot (ParseOverrides makes them).
 	// An override target is trusted config: it skips the special-address
-	// check and the CIDR rules, but not the Guard, and the host name itself
-	// must still pass the domain rules.
+	// check, but not the Guard; the host name itself must still pass the
+	// domain rules, and (unless a domain rule allows the name) a target in
+	// a deny CIDR no allow CIDR covers is refused.
 	Overrides map[string][]netip.AddrPort
 	// Guard lists the only prefixes the gateway may ever dial, checked
 	// before the rules. If nil, every address the rules allow (so a
@@ -125,15 +126,23 @@ func (d *Dialer) targets(ctx context.Context, host, port string, rules policy.Ru
 	}
 
 	if ovr, ok := d.Overrides[normalizeName(host)]; ok {
-		// Trusted config chose these addresses; only the host name is
-		// the sandbox's, so only the domain rules judge it.
-		if dec := rules.Decide(policy.Dest{Host: host}); !dec.Allow {
+		// Trusted config chose these addresses, so they skip the
+		// special-address check; the host name is the sandbox's, so the
+		// domain rules judge it. The CIDR rules still judge the targets
+		// as they would a resolved address: otherwise allowOut ["a.com"]
+		// with denyOut ["0.0.0.0/0"] would let an overridden name through.
+		dec := rules.Decide(policy.Dest{Host: host})
+		if !dec.Allow {
 			return nil, &DialError{Host: host, Reason: ReasonDenied}, nil
 		}
 		for _, ap := range ovr {
 			a := ap.Addr().Unmap().WithZone("")
 			if !d.guarded(a) {
 				refuse(a, ReasonGuard)
+				continue
+			}
+			if dec.Reason != policy.ReasonAllowRule && cidrDenied(rules, a) {
+				refuse(a, ReasonDenied)
 				continue
 			}
 			out = append(out, netip.AddrPortFrom(a, ap.Port()))
@@ -184,6 +193,22 @@ func (d *Dialer) targets(ctx context.Context, host, port string, rules policy.Ru
 		out = append(out, netip.AddrPortFrom(a, uint16(p)))
 	}
 	return out, refused, nil
+}
+
+// cidrDenied reports whether a deny CIDR of rules covers a and no allow
+// CIDR does (allow wins over deny).
+func cidrDenied(rules policy.Rules, a netip.Addr) bool {
+	for _, r := range rules.Allow {
+		if r.IsCIDR() && r.Prefix().Contains(a) {
+			return false
+		}
+	}
+	for _, r := range rules.Deny {
+		if r.IsCIDR() && r.Prefix().Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // guarded reports whether a may be dialed at all.

@@ -32,6 +32,7 @@ type Gateway struct {
 	mu         sync.Mutex
 	values     map[string]cachedValue     // secret id -> unsealed value
 	transports map[string]*http.Transport // sandbox id -> upstream pool
+	scrubbers  map[string]*Scrubber       // sandbox id + host -> scrubber
 }
 
 // Config holds a Gateway's parts. Store, Vault, Minter, CA and Dialer are
@@ -76,6 +77,7 @@ func New(cfg Config) (*Gateway, error) {
 		ix:         &index{store: cfg.Store, minter: cfg.Minter},
 		values:     map[string]cachedValue{},
 		transports: map[string]*http.Transport{},
+		scrubbers:  map[string]*Scrubber{},
 		mitmConn:   newChanListener(),
 	}
 	g.mitm = &http.Server{
@@ -121,6 +123,7 @@ func (g *Gateway) Invalidate() {
 		cv.v.Wipe()
 	}
 	g.values = map[string]cachedValue{}
+	g.scrubbers = map[string]*Scrubber{}
 	old := g.transports
 	g.transports = map[string]*http.Transport{}
 	g.mu.Unlock()

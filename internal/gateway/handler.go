@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,13 @@ const (
 	CodeBadRequest   = "bad_request"
 	CodeUpstreamFail = "upstream_unreachable"
 )
+
+// ReasonEncoded is why a response with a content coding (gzip, br) from a
+// host the gateway scrubs is refused: the scrubber cannot see inside it,
+// and the gateway asked for identity.
+const ReasonEncoded = "upstream response is compressed and cannot be scrubbed"
+
+var errEncoded = errors.New(ReasonEncoded)
 
 // reqState is what one request learned on its way through, for the
 // activity record and the log line.
@@ -101,21 +109,11 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 		return refuse(w, st, status, code, reason)
 	}
 
-	// Pairs to scrub: every secret of this sandbox that could have been
-	// sent to this host, in this or an earlier request.
-	var pairs []ScrubPair
-	for _, b := range sb.bindings {
-		if len(catalog.SlotsFor(b.Secret.Hosts, host)) == 0 {
-			continue
-		}
-		v, err := g.value(b.Secret)
-		if err != nil {
-			g.logger.Error("unseal for scrubbing", "secret", b.Secret.Name, "error", err)
-			return refuse(w, st, http.StatusServiceUnavailable, CodeUnavailable, ReasonUnavailable)
-		}
-		pairs = append(pairs, ScrubPair{Value: v.Reveal(), StandIn: []byte(b.StandIn)})
+	scrub, err := g.scrubber(sb, host)
+	if err != nil {
+		g.logger.Error("unseal for scrubbing", "error", err)
+		return refuse(w, st, http.StatusServiceUnavailable, CodeUnavailable, ReasonUnavailable)
 	}
-	scrub := NewScrubber(pairs)
 
 	status := 0
 	var upErr error
@@ -130,31 +128,57 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 			// Forwarded-for style headers would tell the upstream
 			// about the sandbox; send none.
 			pr.Out.Header.Del("X-Forwarded-For")
+			if !scrub.empty() {
+				// A compressed echo would pass the scrubber unseen and
+				// be decompressed by the sandbox: ask for identity.
+				pr.Out.Header.Set("Accept-Encoding", "identity")
+			}
 		},
 		Transport:     g.transport(sb),
 		FlushInterval: -1, // stream: every write reaches the sandbox at once
+		BufferPool:    copyBuffers,
 		ErrorLog:      slog.NewLogLogger(g.logger.Handler(), slog.LevelDebug),
 		ModifyResponse: func(resp *http.Response) error {
 			st.upstream = resp.StatusCode
-			if len(pairs) == 0 {
+			if scrub.empty() {
 				return nil
+			}
+			if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") && resp.Body != http.NoBody {
+				return errEncoded // fail closed: it cannot be scrubbed
 			}
 			scrub.Header(resp.Header)
 			scrub.Header(resp.Trailer)
 			if resp.StatusCode == http.StatusSwitchingProtocols {
 				return nil // the body is the WebSocket stream itself
 			}
-			resp.Body = scrub.Reader(resp.Body)
-			resp.ContentLength = -1
-			resp.Header.Del("Content-Length")
+			// Trailers arrive after the body: scrub them once it ends,
+			// before the proxy copies them.
+			resp.Body = &trailerScrubber{ReadCloser: scrub.Reader(resp.Body), s: scrub, resp: resp}
+			if !scrub.LengthPreserving() {
+				resp.ContentLength = -1
+				resp.Header.Del("Content-Length")
+			}
 			return nil
 		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+		// The gateway's own error body goes to w, not the counting
+		// writer: bytes_in counts what the upstream sent, as for refusals.
+		ErrorHandler: func(_ http.ResponseWriter, r *http.Request, err error) {
 			upErr = err
 			var de *DialError
 			if errors.As(err, &de) {
 				st.reason = de.Reason
-				status = writeError(w, http.StatusBadGateway, CodeBlocked, "upstream refused: "+de.Reason)
+				// Refused by the dial guard or the network rules (the
+				// resolved address): a refusal like any other, 403.
+				code := http.StatusForbidden
+				if de.Reason == ReasonNoAddr {
+					code = http.StatusBadGateway
+				}
+				status = writeError(w, code, CodeBlocked, "upstream refused: "+de.Reason)
+				return
+			}
+			if errors.Is(err, errEncoded) {
+				st.reason = ReasonEncoded
+				status = writeError(w, http.StatusBadGateway, CodeUpstreamFail, ReasonEncoded)
 				return
 			}
 			if errors.Is(err, context.Canceled) {
@@ -167,7 +191,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 	if out.Body != nil {
 		out.Body = &countingBody{ReadCloser: out.Body, n: &st.bytesOut}
 	}
-	cw := &countingWriter{ResponseWriter: w, n: &st.bytesIn}
+	cw := &countingWriter{ResponseWriter: w, n: &st.bytesIn, scrub: scrub}
 	rp.ServeHTTP(cw, out)
 	switch {
 	case status != 0:
@@ -183,6 +207,60 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 		st.outcome = "ok"
 		return http.StatusOK
 	}
+}
+
+// copyBuffers are ReverseProxy's copy buffers, reused across requests.
+var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ p sync.Pool }
+
+func (bp *bufferPool) Get() []byte  { return *bp.p.Get().(*[]byte) }
+func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
+
+// scrubber returns the scrubber for responses from host to sandbox sb:
+// every value of the sandbox's secrets that could have been sent to this
+// host, in this request or an earlier one. Built once per sandbox and host
+// until the next Invalidate.
+func (g *Gateway) scrubber(sb *sandboxInfo, host string) (*Scrubber, error) {
+	key := sb.ID + "\x00" + host
+	g.mu.Lock()
+	s, ok := g.scrubbers[key]
+	g.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	var pairs []ScrubPair
+	for _, b := range sb.bindings {
+		if len(catalog.SlotsFor(b.Secret.Hosts, host)) == 0 {
+			continue
+		}
+		v, err := g.value(b.Secret)
+		if err != nil {
+			return nil, err
+		}
+		standIn := []byte(b.StandIn)
+		if b.Imported {
+			standIn = fitMarker(v.Len())
+		}
+		pairs = append(pairs, ScrubPair{Value: v.Reveal(), StandIn: standIn})
+	}
+	s = NewScrubber(pairs)
+	g.mu.Lock()
+	g.scrubbers[key] = s
+	g.mu.Unlock()
+	return s, nil
+}
+
+// fitMarker is what replaces a value whose stand-in is only known by its
+// hash (imported): a fixed marker, as long as the value so that
+// Content-Length stays true.
+func fitMarker(n int) []byte {
+	const marker = "STANDIN-REDACTED-"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = marker[i%len(marker)]
+	}
+	return b
 }
 
 // swap finds stand-ins in the auth slots the sandbox's secrets define for
@@ -361,9 +439,15 @@ type countingWriter struct {
 	http.ResponseWriter
 	n      *atomic.Int64
 	status int
+	// scrub cleans informational (1xx) headers, which the proxy copies
+	// from the upstream without ModifyResponse.
+	scrub *Scrubber
 }
 
 func (c *countingWriter) WriteHeader(code int) {
+	if code < 200 {
+		c.scrub.Header(c.ResponseWriter.Header())
+	}
 	if c.status == 0 && code >= 200 {
 		c.status = code
 	}
@@ -379,6 +463,23 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	}
 	n, err := c.ResponseWriter.Write(p)
 	c.n.Add(int64(n))
+	return n, err
+}
+
+// trailerScrubber scrubs resp's trailers when the body reaches its end:
+// only then are they known (the transport fills resp.Trailer, and may
+// replace a nil map, just before the body returns io.EOF).
+type trailerScrubber struct {
+	io.ReadCloser
+	s    *Scrubber
+	resp *http.Response
+}
+
+func (t *trailerScrubber) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if err == io.EOF {
+		t.s.Header(t.resp.Trailer)
+	}
 	return n, err
 }
 

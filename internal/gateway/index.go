@@ -54,6 +54,9 @@ type bindingInfo struct {
 	Secret     *secretInfo
 	StandIn    string
 	Shape      catalog.Shape
+	// Imported: the stand-in was chosen by the caller and is known only
+	// by its hash (StandIn is a placeholder).
+	Imported bool
 }
 
 type secretInfo struct {
@@ -177,11 +180,17 @@ func (ix *index) build(ctx context.Context) (*snapshot, error) {
 		if err := json.Unmarshal(b.Shape, &shape); err != nil {
 			return nil, fmt.Errorf("binding %s: decode shape: %w", b.ID, err)
 		}
-		tok, err := ix.minter.StandIn(b.ID, b.Attempt, shape)
-		if err != nil {
-			return nil, fmt.Errorf("binding %s: derive stand-in: %w", b.ID, err)
+		// An imported stand-in is known only by its hash: responses that
+		// echo the value get a fixed marker instead.
+		tok := ""
+		if b.Attempt != store.ImportedStandIn {
+			tok, err = ix.minter.StandIn(b.ID, b.Attempt, shape)
+			if err != nil {
+				return nil, fmt.Errorf("binding %s: derive stand-in: %w", b.ID, err)
+			}
 		}
-		bi := &bindingInfo{ID: b.ID, EnvVar: b.EnvVar, Sandbox: sb, Secret: sec, StandIn: tok, Shape: shape}
+		bi := &bindingInfo{ID: b.ID, EnvVar: b.EnvVar, Sandbox: sb, Secret: sec, StandIn: tok, Shape: shape,
+			Imported: b.Attempt == store.ImportedStandIn}
 		sb.bindings = append(sb.bindings, bi)
 		s.byHash[hashKey(b.StandInHash)] = bi
 	}

@@ -69,6 +69,13 @@ func (g *Gateway) authenticate(r *http.Request) (string, bool) {
 }
 
 func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request) {
+	// Without the store no credential can be checked: say so, rather than
+	// a 407 that sends the sandbox looking for a wrong token.
+	if _, err := g.ix.get(r.Context()); err != nil {
+		g.logger.Error("load bindings", "error", err)
+		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, ReasonUnavailable)
+		return
+	}
 	sbID, ok := g.authenticate(r)
 	if !ok {
 		w.Header().Set("Proxy-Authenticate", `Basic realm="standin"`)

@@ -3,10 +3,12 @@ package gateway
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
+	"sync"
 )
 
 // ScrubPair is a real value and the stand-in that replaces it.
@@ -174,6 +176,20 @@ func (s *Scrubber) Bytes(b []byte) []byte {
 	return out
 }
 
+// LengthPreserving reports whether every replacement is as long as what it
+// replaces, so a scrubbed body keeps its Content-Length.
+func (s *Scrubber) LengthPreserving() bool {
+	if s.empty() {
+		return true
+	}
+	for _, p := range s.pats {
+		if len(p.repl) != len(p.find) {
+			return false
+		}
+	}
+	return true
+}
+
 // MaxGrowth is how much longer than the input the output can be (stand-ins
 // may be longer than values): callers that scrub drop Content-Length.
 // It returns the most bytes scrubbing n bytes can add.
@@ -289,12 +305,23 @@ func (s *Scrubber) Reader(rc io.ReadCloser) io.ReadCloser {
 	if s.empty() {
 		return rc
 	}
-	return &scrubReader{
-		s:   s,
-		src: rc,
-		buf: make([]byte, s.maxLen-1+readChunk),
+	r := &scrubReader{s: s, src: rc}
+	if s.maxLen-1+readChunk <= pooledBufSize {
+		r.pooled = scrubBufs.Get().(*[]byte)
+		r.buf = (*r.pooled)[:s.maxLen-1+readChunk]
+	} else {
+		r.buf = make([]byte, s.maxLen-1+readChunk)
 	}
+	return r
 }
+
+// pooledBufSize is the size of the pooled read buffers: a read chunk plus
+// room for the longest pattern anyone is likely to scrub.
+const pooledBufSize = readChunk + 4<<10
+
+// scrubBufs holds read buffers for scrubReaders: one is needed per
+// response, and allocating 32 KiB each time showed up in profiles.
+var scrubBufs = sync.Pool{New: func() any { b := make([]byte, pooledBufSize); return &b }}
 
 type scrubReader struct {
 	s   *Scrubber
@@ -308,6 +335,7 @@ type scrubReader struct {
 	pending []byte
 	scratch []byte
 	err     error // the source's error, returned once pending and held are out
+	pooled  *[]byte
 }
 
 func (r *scrubReader) Read(p []byte) (int, error) {
@@ -342,4 +370,14 @@ func (r *scrubReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (r *scrubReader) Close() error { return r.src.Close() }
+// Close closes the source and gives the buffer back; no Read may follow.
+func (r *scrubReader) Close() error {
+	err := r.src.Close()
+	if r.pooled != nil {
+		r.buf, r.pending = nil, nil
+		r.err = errors.New("read after close")
+		scrubBufs.Put(r.pooled)
+		r.pooled = nil
+	}
+	return err
+}

@@ -133,10 +133,13 @@ func findSlot(r *http.Request, slot client.AuthSlot) (slotLoc, error) {
 	}
 	// Look at every key equal to name in any case: a Header filled by
 	// hand need not be canonical, and each copy would reach the upstream.
+	// ASCII only: strings.EqualFold would take "X-Api-\u212Aey" (Kelvin
+	// sign) for X-Api-Key and put the value in a header the upstream reads
+	// under another name.
 	var loc slotLoc
 	found := 0
 	for k, vs := range r.Header {
-		if !strings.EqualFold(k, name) {
+		if !asciiEqualFold(k, name) {
 			continue
 		}
 		found += len(vs)
@@ -184,7 +187,7 @@ func headerToken(loc *slotLoc, v, template string) bool {
 // section 11.1).
 func schemeToken(loc *slotLoc, v, scheme string) bool {
 	n := len(scheme) + 1
-	if len(v) < n || !strings.EqualFold(v[:len(scheme)], scheme) || v[len(scheme)] != ' ' {
+	if len(v) < n || !asciiEqualFold(v[:len(scheme)], scheme) || v[len(scheme)] != ' ' {
 		return false
 	}
 	loc.pre, loc.token = v[:n], v[n:]
@@ -244,4 +247,24 @@ func findQuery(r *http.Request, param string) (slotLoc, error) {
 		return slotLoc{}, fmt.Errorf("query parameter %q: %w", param, ErrSlotEmpty)
 	}
 	return loc, nil
+}
+
+// asciiEqualFold reports whether a and b are equal ignoring ASCII case.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

@@ -57,13 +57,17 @@ type Binding struct {
 	EnvVar      string
 	SecretID    string
 	Shape       []byte // catalog.Shape JSON fixed at bind time
-	Attempt     int    // stand-in derivation attempt (see standin.Minter)
+	Attempt     int    // stand-in derivation attempt (see standin.Minter), or ImportedStandIn
 	StandInHash []byte // unique
 	CreatedAt   time.Time
 	// Filled by reads:
 	SandboxName string
 	SecretName  string
 }
+
+// ImportedStandIn is Binding.Attempt for a stand-in the caller chose
+// instead of a derived one: only its hash is known.
+const ImportedStandIn = -1
 
 // Activity is one request record.
 type Activity struct {
