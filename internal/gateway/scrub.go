@@ -169,7 +169,7 @@ func (s *Scrubber) Bytes(b []byte) []byte {
 	if s.empty() || len(b) == 0 {
 		return b
 	}
-	out, _, changed := s.scan(make([]byte, 0, len(b)+64), b, true)
+	out, _, changed := s.scan(nil, b, true)
 	if !changed {
 		return b
 	}
@@ -229,6 +229,9 @@ func (s *Scrubber) scan(out, data []byte, final bool) (_ []byte, consumed int, c
 			break
 		}
 		p := s.pats[i]
+		if out == nil {
+			out = make([]byte, 0, len(data)+max(64, len(p.repl)))
+		}
 		out = append(out, data[emitted:at]...)
 		out = append(out, p.repl...)
 		changed = true
@@ -336,9 +339,13 @@ type scrubReader struct {
 	scratch []byte
 	err     error // the source's error, returned once pending and held are out
 	pooled  *[]byte
+	// mu keeps Close from recycling buf while a Read uses it.
+	mu sync.Mutex
 }
 
 func (r *scrubReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -372,7 +379,9 @@ func (r *scrubReader) Read(p []byte) (int, error) {
 
 // Close closes the source and gives the buffer back; no Read may follow.
 func (r *scrubReader) Close() error {
-	err := r.src.Close()
+	err := r.src.Close() // unblocks a Read waiting on the source
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.pooled != nil {
 		r.buf, r.pending = nil, nil
 		r.err = errors.New("read after close")
