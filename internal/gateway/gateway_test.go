@@ -195,4 +195,3 @@ func TestCustomSecretSchemes(t *testing.T) {
 		})
 	}
 }
-

@@ -2,17 +2,17 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/x509/pkix"
-	"math/big"
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -74,10 +74,10 @@ type upstream struct {
 	srv   *httptest.Server
 	roots *x509.CertPool
 	cert  tls.Certificate
-	addr netip.AddrPort
-	mu   sync.Mutex
-	reqs []seen
-	h    http.HandlerFunc
+	addr  netip.AddrPort
+	mu    sync.Mutex
+	reqs  []seen
+	h     http.HandlerFunc
 }
 
 func newUpstream(tb testing.TB, names ...string) *upstream {
