@@ -134,8 +134,13 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 				pr.Out.Header.Set("Accept-Encoding", "identity")
 			}
 		},
-		Transport:     g.transport(sb),
-		FlushInterval: -1, // stream: every write reaches the sandbox at once
+		Transport: g.transport(sb, r.ProtoMajor == 2),
+		// Zero: ReverseProxy flushes every write of a response without
+		// Content-Length (chunked, so streamed: SSE, NDJSON, whatever the
+		// Content-Type) or of text/event-stream, and lets a response of
+		// known length fill TLS records. A scrubber that changes lengths
+		// drops Content-Length, so such responses flush every write too.
+		FlushInterval: 0,
 		BufferPool:    copyBuffers,
 		ErrorLog:      slog.NewLogLogger(g.logger.Handler(), slog.LevelDebug),
 		ModifyResponse: func(resp *http.Response) error {

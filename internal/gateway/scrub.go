@@ -51,6 +51,14 @@ type Scrubber struct {
 	byPair    map[uint16][]int
 	single    [256]int
 	hasSingle bool
+
+	// Wu-Manber skip table over 2-byte blocks: with every pattern at
+	// least minLen long, a window of minLen bytes starting at i can only
+	// start a match if shift[block ending the window] is 0; otherwise no
+	// match starts before i+shift. It lets a scan of data without the
+	// value move several bytes per step instead of one.
+	minLen int
+	shift  []uint8
 }
 
 // pattern is one encoded form of a value and its replacement.
@@ -107,7 +115,36 @@ func NewScrubber(pairs []ScrubPair) *Scrubber {
 	for _, idx := range s.byPair {
 		slices.SortStableFunc(idx, func(a, b int) int { return len(s.pats[b].find) - len(s.pats[a].find) })
 	}
+	s.buildShift()
 	return s
+}
+
+// buildShift fills the skip table when every pattern has at least 3 bytes.
+func (s *Scrubber) buildShift() {
+	if len(s.pats) == 0 || s.hasSingle {
+		return
+	}
+	m := len(s.pats[0].find)
+	for _, p := range s.pats {
+		m = min(m, len(p.find))
+	}
+	if m < 3 {
+		return
+	}
+	m = min(m, 256)
+	s.minLen = m
+	s.shift = make([]uint8, 1<<16)
+	for i := range s.shift {
+		s.shift[i] = uint8(m - 1)
+	}
+	for _, p := range s.pats {
+		for q := 0; q+1 < m; q++ {
+			k := uint16(p.find[q])<<8 | uint16(p.find[q+1])
+			if d := uint8(m - 2 - q); d < s.shift[k] {
+				s.shift[k] = d
+			}
+		}
+	}
 }
 
 // base64Core returns the characters of the base64 encoding of v, placed k
@@ -251,6 +288,9 @@ func (s *Scrubber) scan(out, data []byte, final bool) (_ []byte, consumed int, c
 // longest of those starting there, and its pattern's index; at is -1 if
 // there is none.
 func (s *Scrubber) match(data []byte, from, to int) (at, pat int) {
+	if s.shift != nil {
+		return s.matchSkip(data, from, to)
+	}
 	// Positions with two bytes to look at; the last byte of data can only
 	// start a one-byte pattern.
 	two := min(to, len(data)-1)
@@ -269,6 +309,30 @@ func (s *Scrubber) match(data []byte, from, to int) (at, pat int) {
 	}
 	if two >= from && two < to && s.hasSingle && s.single[data[two]] != 0 {
 		return two, s.single[data[two]] - 1
+	}
+	return -1, -1
+}
+
+// matchSkip is match with the Wu-Manber skip table: only positions where
+// a full window of minLen bytes fits can start a match.
+func (s *Scrubber) matchSkip(data []byte, from, to int) (at, pat int) {
+	m := s.minLen
+	last := min(to-1, len(data)-m) // last possible start
+	for i := from; i <= last; {
+		e := i + m - 1
+		if d := s.shift[uint16(data[e-1])<<8|uint16(data[e])]; d > 0 {
+			i += int(d)
+			continue
+		}
+		k := uint16(data[i])<<8 | uint16(data[i+1])
+		if s.pair[k/64]&(1<<(k%64)) != 0 {
+			for _, j := range s.byPair[k] {
+				if bytes.HasPrefix(data[i:], s.pats[j].find) {
+					return i, j
+				}
+			}
+		}
+		i++
 	}
 	return -1, -1
 }
