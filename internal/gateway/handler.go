@@ -132,6 +132,8 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 				// A compressed echo would pass the scrubber unseen and
 				// be decompressed by the sandbox: ask for identity.
 				pr.Out.Header.Set("Accept-Encoding", "identity")
+				// Nor compressed WebSocket frames (permessage-deflate).
+				pr.Out.Header.Del("Sec-WebSocket-Extensions")
 			}
 		},
 		Transport: g.transport(sb, r.ProtoMajor == 2),
@@ -154,7 +156,18 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 			scrub.Header(resp.Header)
 			scrub.Header(resp.Trailer)
 			if resp.StatusCode == http.StatusSwitchingProtocols {
-				return nil // the body is the WebSocket stream itself
+				// The body is the upgraded stream (WebSocket) itself:
+				// scrub what the upstream sends, keeping lengths so
+				// frames stay valid, and never holding a partial match
+				// back for more than a moment.
+				if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+					fitted := scrub.Fitted()
+					resp.Body = &upgradedConn{
+						ReadWriteCloser: rwc,
+						r:               fitted.Reader(io.NopCloser(newIdleReader(rwc, 20*time.Millisecond))),
+					}
+				}
+				return nil
 			}
 			// Trailers arrive after the body: scrub them once it ends,
 			// before the proxy copies them.
@@ -213,6 +226,15 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 		return http.StatusOK
 	}
 }
+
+// upgradedConn is an upgraded upstream connection whose reads are
+// scrubbed; writes (from the sandbox) go through unchanged.
+type upgradedConn struct {
+	io.ReadWriteCloser
+	r io.ReadCloser
+}
+
+func (u *upgradedConn) Read(p []byte) (int, error) { return u.r.Read(p) }
 
 // copyBuffers are ReverseProxy's copy buffers, reused across requests.
 var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}

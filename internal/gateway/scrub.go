@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"time"
 )
 
 // ScrubPair is a real value and the stand-in that replaces it.
@@ -420,7 +421,13 @@ func (r *scrubReader) Read(p []byte) (int, error) {
 		held := copy(r.buf, r.buf[r.heldFrom:r.heldTo])
 		n, err := r.src.Read(r.buf[held:])
 		data := r.buf[:held+n]
-		out, consumed, changed := r.s.scan(r.scratch[:0], data, err != nil)
+		idle := errors.Is(err, errIdle)
+		if idle {
+			// The source has nothing more for now: release the held
+			// tail rather than stall an interactive stream on it.
+			err = nil
+		}
+		out, consumed, changed := r.s.scan(r.scratch[:0], data, err != nil || idle)
 		if changed {
 			r.scratch = out
 			r.pending = out
@@ -430,7 +437,7 @@ func (r *scrubReader) Read(p []byte) (int, error) {
 		r.heldFrom, r.heldTo = consumed, len(data)
 		if err != nil {
 			r.err = err
-		} else if n == 0 {
+		} else if n == 0 && !(idle && len(r.pending) > 0) {
 			// The source made no progress; let the caller decide how
 			// often to retry rather than spinning here.
 			return 0, nil
@@ -453,4 +460,87 @@ func (r *scrubReader) Close() error {
 		r.pooled = nil
 	}
 	return err
+}
+
+// errIdle, returned by a source instead of data, tells a scrubReader that
+// nothing more is coming for now, so it releases the tail it holds back.
+var errIdle = errors.New("source idle")
+
+// Fitted returns a Scrubber with the same patterns whose replacements are
+// cut or padded with '*' to the length of what they replace, for streams
+// whose framing depends on lengths (WebSocket frames).
+func (s *Scrubber) Fitted() *Scrubber {
+	if s.empty() || s.LengthPreserving() {
+		return s
+	}
+	f := *s
+	f.pats = make([]pattern, len(s.pats))
+	for i, p := range s.pats {
+		repl := make([]byte, len(p.find))
+		n := copy(repl, p.repl)
+		for j := n; j < len(repl); j++ {
+			repl[j] = '*'
+		}
+		f.pats[i] = pattern{find: p.find, repl: repl}
+	}
+	return &f
+}
+
+// idleReader reads src in the background and, after handing out data,
+// answers one Read with errIdle if nothing more arrives within idle: a
+// scrubReader over it holds a possible partial match back for at most
+// that long. For upgraded (WebSocket) streams, where the next bytes may
+// only come after the client answers.
+type idleReader struct {
+	ch    chan idleChunk
+	idle  time.Duration
+	cur   []byte
+	err   error
+	armed bool
+}
+
+type idleChunk struct {
+	b   []byte
+	err error
+}
+
+func newIdleReader(src io.Reader, idle time.Duration) *idleReader {
+	r := &idleReader{ch: make(chan idleChunk, 1), idle: idle}
+	go func() {
+		for {
+			b := make([]byte, readChunk)
+			n, err := src.Read(b)
+			r.ch <- idleChunk{b[:n], err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return r
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.armed {
+			t := time.NewTimer(r.idle)
+			select {
+			case c := <-r.ch:
+				t.Stop()
+				r.cur, r.err = c.b, c.err
+			case <-t.C:
+				r.armed = false
+				return 0, errIdle
+			}
+		} else {
+			c := <-r.ch
+			r.cur, r.err = c.b, c.err
+		}
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	r.armed = true
+	return n, nil
 }

@@ -590,3 +590,78 @@ func TestStreamLarge(t *testing.T) {
 		t.Logf("%d MB up; heap peak %d MB above baseline", size>>20, (int64(peak)-int64(base))>>20)
 	})
 }
+
+// TestStreamWebSocketScrubbed: an upstream that echoes the real credential
+// inside the upgraded stream is scrubbed (the sandbox never sees it, in
+// one piece or split across writes), and a message that ends with the
+// start of the value is still delivered while the upstream waits for the
+// client (the held-back tail is released when the stream goes quiet).
+func TestStreamWebSocketScrubbed(t *testing.T) {
+	const real = "sk-ws-REALVALUE-0123456789abcdef"
+	rig := newRig(t)
+	tok := rig.ownSandbox("sb", real)
+	extc := make(chan string, 1)
+	port := rig.ownUpstream(false, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		extc <- r.Header.Get("Sec-WebSocket-Extensions")
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("upstream hijack: %v", err)
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		io.WriteString(c, "whole="+real+";")
+		io.WriteString(c, "split="+real[:9])
+		time.Sleep(5 * time.Millisecond)
+		io.WriteString(c, real[9:]+";")
+		// Ends with a prefix of the value, then waits for the client.
+		io.WriteString(c, "tail="+real[:6])
+		buf := make([]byte, 16)
+		n, _ := brw.Read(buf)
+		fmt.Fprintf(c, "|got %s;", buf[:n])
+	}))
+	tc := tls.Client(rig.tunnel(t, "sb", ownHost+":"+port), &tls.Config{
+		ServerName: ownHost, RootCAs: rig.caPool, NextProtos: []string{"http/1.1"},
+	})
+	req := newReq(t, http.MethodGet, "https://"+ownHost+":"+port+"/ws", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	req.Header.Set("Sec-WebSocket-Extensions", "permessage-deflate")
+	if err := req.Write(tc); err != nil {
+		t.Fatal(err)
+	}
+	tc.SetDeadline(time.Now().Add(handshakeGuard))
+	br := bufio.NewReader(tc)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if ext := <-extc; ext != "" {
+		t.Errorf("compression offer %q went upstream; compressed frames cannot be scrubbed", ext)
+	}
+	// Everything up to and including the tail arrives without the client
+	// sending anything: the tail is not stalled behind the scrubber.
+	want := len("whole=") + len(real) + 1 + len("split=") + len(real) + 1 + len("tail=") + 6
+	got := make([]byte, want)
+	if _, err := io.ReadFull(br, got); err != nil {
+		t.Fatalf("read before answering: %v (got %q)", err, hideReal(string(got), real))
+	}
+	io.WriteString(tc, "ok")
+	rest, _ := io.ReadAll(br)
+	all := string(got) + string(rest)
+	if strings.Contains(all, real) {
+		t.Errorf("the real value reached the sandbox through the WebSocket stream")
+	}
+	if !strings.Contains(all, "|got ok;") || !strings.HasPrefix(all, "whole=") {
+		t.Errorf("stream = %q, want the upstream's messages in order", hideReal(all, real))
+	}
+	if len(all) != want+len("|got ok;") {
+		t.Errorf("stream is %d bytes, want %d: lengths must not change inside frames", len(all), want+len("|got ok;"))
+	}
+}
