@@ -136,7 +136,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 				pr.Out.Header.Del("Sec-WebSocket-Extensions")
 			}
 		},
-		Transport: g.transport(sb, r.ProtoMajor == 2),
+		Transport: g.transport(sb),
 		// Zero: ReverseProxy flushes every write of a response without
 		// Content-Length (chunked, so streamed: SSE, NDJSON, whatever the
 		// Content-Type) or of text/event-stream, and lets a response of
