@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -193,5 +195,50 @@ func TestCustomSecretSchemes(t *testing.T) {
 			}
 			assertNoValue(t, real, "the sandbox", body)
 		})
+	}
+}
+
+// TestRevokedStandInRefusedAfterRestart: after a detach, a gateway that
+// starts afresh on the same store (a daemon restart: nothing in memory)
+// still intercepts the host and refuses the old stand-in, instead of
+// splicing it out unswapped, and records the refusal for the secret.
+func TestRevokedStandInRefusedAfterRestart(t *testing.T) {
+	rig := newRig(t, "api.corp.test")
+	const real = "corp-REALVALUE-0123456789abcdef"
+	rig.secret(client.SecretCreate{Name: "corp", Value: real, Hosts: []client.HostAuth{
+		{Host: "api.corp.test", Auth: client.AuthSlot{Type: client.SlotBearer}}}})
+	env := rig.sandbox(client.SandboxCreate{Name: "sb", Secrets: map[string]string{"CORP": "corp"}})
+	if err := rig.api.Detach(context.Background(), "sb", "CORP"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new gateway on the same store, with its own explicit proxy.
+	gw2, err := New(rig.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw2.Close() })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go gw2.ServeProxy(ctx, l)
+	pu := rig.proxyURL("sb")
+	pu.Host = l.Addr().String()
+	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: rig.caPool}}}
+
+	before := len(rig.up.requests())
+	status, _, body := do(t, c, requestWithToken(t, "api.corp.test", client.AuthSlot{Type: client.SlotBearer}, env["CORP"]))
+	if status != http.StatusForbidden || !strings.Contains(string(body), CodeRevoked) {
+		t.Fatalf("old stand-in after restart: status %d %s, want 403 %s", status, body, CodeRevoked)
+	}
+	if n := len(rig.up.requests()) - before; n != 0 {
+		t.Errorf("upstream got %d requests, want none", n)
+	}
+	recs := rig.activity("corp")
+	if len(recs) == 0 || recs[0].Outcome != "refused" || recs[0].Sandbox != "sb" {
+		t.Errorf("activity = %+v, want a refused record for sandbox sb", recs)
 	}
 }

@@ -321,15 +321,19 @@ func (g *Gateway) swap(r *http.Request, ci *connInfo, sb *sandboxInfo, snap *sna
 		}
 		h := g.ix.tokenHash(tok)
 		b := snap.byHash[h]
-		switch {
-		case b == nil && !g.ix.wasStandIn(sb, h, tok):
-			// Not a stand-in of this sandbox (a user name, another
-			// alternative slot's reading of the same header, the
-			// agent's own credential): left as it is.
-			continue
-		case b == nil:
+		if b == nil {
+			was, sec := snap.wasStandIn(sb, h, tok)
+			if !was {
+				// Not a stand-in of this sandbox (a user name, another
+				// alternative slot's reading of the same header, the
+				// agent's own credential): left as it is.
+				continue
+			}
 			// A stand-in whose binding is gone: fail closed.
+			st.tried = sec
 			return CodeRevoked, http.StatusForbidden, ReasonRevoked
+		}
+		switch {
 		case b.Sandbox != sb || !slotIn(slot, catalog.SlotsFor(b.Secret.Hosts, host)):
 			// Another sandbox's stand-in, or this sandbox's stand-in
 			// for a secret of another host.

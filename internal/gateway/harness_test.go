@@ -134,6 +134,7 @@ type rig struct {
 	resolver *fakeResolver
 	audit    *audit.Writer
 	logs     *syncBuffer
+	cfg      Config // what the gateway was built from, to build another
 }
 
 type syncBuffer struct {
@@ -192,13 +193,14 @@ func newRig(tb testing.TB, hosts ...string) *rig {
 	res := &fakeResolver{addrs: map[string][]netip.Addr{}}
 	aud := &audit.Writer{Store: st, Logger: logger}
 	go aud.Run(ctx)
-	gw, err := New(Config{
+	cfg := Config{
 		Store: st, Vault: vt, Minter: minter, CA: ca,
 		Dialer:        &Dialer{Overrides: overrides, Guard: guard127, Resolver: res},
 		Audit:         aud,
 		UpstreamRoots: upRoots,
 		Logger:        logger,
-	})
+	}
+	gw, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -216,7 +218,7 @@ func newRig(tb testing.TB, hosts ...string) *rig {
 	caPool := x509.NewCertPool()
 	caPool.AddCert(ca.Certificate())
 	return &rig{t: tb, api: client.New(as.URL, "test-token"), gw: gw, up: up, proxy: pl.Addr().String(),
-		store: st, minter: minter, caPool: caPool, resolver: res, audit: aud, logs: logs}
+		store: st, minter: minter, caPool: caPool, resolver: res, audit: aud, logs: logs, cfg: cfg}
 }
 
 // secret creates a secret and fails the test on error.

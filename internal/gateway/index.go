@@ -18,6 +18,7 @@ type Store interface {
 	ListSandboxes(ctx context.Context) ([]store.Sandbox, error)
 	ListSecrets(ctx context.Context) ([]store.Secret, error)
 	ListBindings(ctx context.Context, sandboxID, secretID string) ([]store.Binding, error)
+	ListRevoked(ctx context.Context) ([]store.Revoked, error)
 }
 
 // snapshot is an immutable in-memory view of sandboxes, bindings and secret
@@ -29,6 +30,14 @@ type snapshot struct {
 	byName    map[string]*sandboxInfo
 	// byHash maps HMAC(stand-in) to its binding.
 	byHash map[[32]byte]*bindingInfo
+	// gone maps HMAC(stand-in) of removed bindings to what they were.
+	gone map[[32]byte]*goneInfo
+}
+
+// goneInfo is a removed binding: its sandbox and the secret it stood for.
+type goneInfo struct {
+	sandboxID string
+	secret    *secretInfo // id and name only
 }
 
 type sandboxInfo struct {
@@ -38,13 +47,13 @@ type sandboxInfo struct {
 	// bindings of this sandbox.
 	bindings []*bindingInfo
 	// revokedHosts are host entries of secrets that were bound to this
-	// sandbox and no longer are (detach, secret delete): requests there are
-	// still intercepted, so an old stand-in fails closed instead of going
-	// out unswapped.
+	// sandbox and no longer are (detach, secret delete; kept by the store
+	// across restarts): requests there are still intercepted, so an old
+	// stand-in fails closed instead of going out unswapped.
 	revokedHosts []client.HostAuth
 	// shapes are the stand-in shapes of bindings this sandbox has or had:
 	// a token of such a shape that is not active is refused even when its
-	// hash is not remembered (after a restart).
+	// hash is unknown.
 	shapes []catalog.Shape
 }
 
@@ -86,19 +95,6 @@ type index struct {
 	mu   sync.Mutex
 	gen  uint64
 	snap *snapshot
-	// revoked remembers, per sandbox id, host entries and stand-in shapes
-	// of secrets once bound there; it outlives snapshots (not restarts).
-	revoked map[string]revokedInfo
-	// gone remembers hashes of stand-ins whose binding was removed, and
-	// the sandbox they belonged to.
-	gone map[[32]byte]string
-	// last is the previous snapshot, to see which bindings went away.
-	last *snapshot
-}
-
-type revokedInfo struct {
-	hosts  []client.HostAuth
-	shapes []catalog.Shape
 }
 
 func hashKey(h []byte) (k [32]byte) {
@@ -129,7 +125,6 @@ func (ix *index) get(ctx context.Context) (*snapshot, error) {
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	ix.rememberRevoked(s)
 	if ix.gen == gen {
 		ix.snap = s
 	}
@@ -149,10 +144,15 @@ func (ix *index) build(ctx context.Context) (*snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load bindings: %w", err)
 	}
+	revoked, err := ix.store.ListRevoked(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load revoked bindings: %w", err)
+	}
 	s := &snapshot{
 		sandboxes: make(map[string]*sandboxInfo, len(sbs)),
 		byName:    make(map[string]*sandboxInfo, len(sbs)),
 		byHash:    make(map[[32]byte]*bindingInfo, len(bs)),
+		gone:      make(map[[32]byte]*goneInfo, len(revoked)),
 	}
 	for _, sb := range sbs {
 		rules, err := policy.ParseRules(sb.Network.AllowOut, sb.Network.DenyOut)
@@ -192,86 +192,46 @@ func (ix *index) build(ctx context.Context) (*snapshot, error) {
 		bi := &bindingInfo{ID: b.ID, EnvVar: b.EnvVar, Sandbox: sb, Secret: sec, StandIn: tok, Shape: shape,
 			Imported: b.Attempt == store.ImportedStandIn}
 		sb.bindings = append(sb.bindings, bi)
+		sb.shapes = appendShape(sb.shapes, shape)
 		s.byHash[hashKey(b.StandInHash)] = bi
+	}
+	for _, r := range revoked {
+		sb := s.sandboxes[r.SandboxID]
+		if sb == nil {
+			continue
+		}
+		sb.revokedHosts = append(sb.revokedHosts, r.Hosts...)
+		var shape catalog.Shape
+		if json.Unmarshal(r.Shape, &shape) == nil {
+			sb.shapes = appendShape(sb.shapes, shape)
+		}
+		s.gone[hashKey(r.StandInHash)] = &goneInfo{sandboxID: sb.ID, secret: &secretInfo{ID: r.SecretID, Name: r.SecretName}}
 	}
 	return s, nil
 }
 
-// rememberRevoked carries what left each sandbox (host entries, shapes,
-// stand-in hashes) into the new snapshot. Called with ix.mu held.
-func (ix *index) rememberRevoked(s *snapshot) {
-	if ix.revoked == nil {
-		ix.revoked = map[string]revokedInfo{}
-		ix.gone = map[[32]byte]string{}
-	}
-	if ix.last != nil {
-		for h, b := range ix.last.byHash {
-			if _, ok := s.byHash[h]; !ok {
-				ix.gone[h] = b.Sandbox.ID
-			}
+func appendShape(list []catalog.Shape, sh catalog.Shape) []catalog.Shape {
+	for _, x := range list {
+		if x == sh {
+			return list
 		}
 	}
-	ix.last = s
-	for id, sb := range s.sandboxes {
-		seen := map[string]bool{}
-		ri := ix.revoked[id]
-		var out revokedInfo
-		addHost := func(h client.HostAuth) {
-			k := h.Host + "\x00" + slotKey(h.Auth)
-			if !seen[k] {
-				seen[k] = true
-				out.hosts = append(out.hosts, h)
-			}
-		}
-		addShape := func(sh catalog.Shape) {
-			k := fmt.Sprintf("%+v", sh)
-			if !seen[k] {
-				seen[k] = true
-				out.shapes = append(out.shapes, sh)
-			}
-		}
-		for _, h := range ri.hosts {
-			addHost(h)
-		}
-		for _, sh := range ri.shapes {
-			addShape(sh)
-		}
-		for _, b := range sb.bindings {
-			for _, h := range b.Secret.Hosts {
-				addHost(h)
-			}
-			addShape(b.Shape)
-		}
-		ix.revoked[id] = out
-		sb.revokedHosts, sb.shapes = out.hosts, out.shapes
-	}
-	for id := range ix.revoked {
-		if s.sandboxes[id] == nil {
-			delete(ix.revoked, id)
-		}
-	}
-	for h, id := range ix.gone {
-		if s.sandboxes[id] == nil {
-			delete(ix.gone, h)
-		}
-	}
+	return append(list, sh)
 }
 
-// wasStandIn reports whether tok was a stand-in of sandbox sb (its binding
-// is gone) or has the shape of one of its stand-ins.
-func (ix *index) wasStandIn(sb *sandboxInfo, h [32]byte, tok string) bool {
-	ix.mu.Lock()
-	id, ok := ix.gone[h]
-	ix.mu.Unlock()
-	if ok && id == sb.ID {
-		return true
+// wasStandIn reports whether tok was a stand-in of sandbox sb whose
+// binding is gone (and for which secret, if known), or has the shape of one
+// of its stand-ins.
+func (s *snapshot) wasStandIn(sb *sandboxInfo, h [32]byte, tok string) (bool, *secretInfo) {
+	if g := s.gone[h]; g != nil && g.sandboxID == sb.ID {
+		return true, g.secret
 	}
 	for _, sh := range sb.shapes {
 		if sh.Valid(tok) {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 // tokenHash is the index key of a presented token.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/standin/standin/client"
 )
@@ -197,7 +198,16 @@ func (s *SQLite) CreateBinding(ctx context.Context, b *Binding) error {
 
 // DeleteBinding removes the binding of envVar in the sandbox.
 func (s *SQLite) DeleteBinding(ctx context.Context, sandboxID, envVar string) error {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM bindings WHERE sandbox_id = ? AND env_var = ?`, sandboxID, envVar)
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("delete binding %q of sandbox id %q: %w", envVar, sandboxID, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, insertRevoked+` WHERE b.sandbox_id = ? AND b.env_var = ?`,
+		nanos(time.Now()), sandboxID, envVar); err != nil {
+		return fmt.Errorf("delete binding %q of sandbox id %q: remember revoked: %w", envVar, sandboxID, err)
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM bindings WHERE sandbox_id = ? AND env_var = ?`, sandboxID, envVar)
 	if err != nil {
 		return fmt.Errorf("delete binding %q of sandbox id %q: %w", envVar, sandboxID, err)
 	}
@@ -208,7 +218,45 @@ func (s *SQLite) DeleteBinding(ctx context.Context, sandboxID, envVar string) er
 	if n == 0 {
 		return fmt.Errorf("binding %q in sandbox id %q: %w", envVar, sandboxID, ErrNotFound)
 	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("delete binding %q of sandbox id %q: %w", envVar, sandboxID, err)
+	}
 	return nil
+}
+
+// insertRevoked copies bindings (b, joined with their secret s) into
+// revoked_bindings; the caller adds the WHERE clause. Its first parameter
+// is the revocation time.
+const insertRevoked = `INSERT OR REPLACE INTO revoked_bindings
+	(standin_hash, sandbox_id, secret_id, secret_name, hosts, shape, revoked_at)
+	SELECT b.standin_hash, b.sandbox_id, s.id, s.name, s.hosts, b.shape, ?
+	FROM bindings b JOIN secrets s ON s.id = b.secret_id`
+
+// ListRevoked returns every remembered revoked binding.
+func (s *SQLite) ListRevoked(ctx context.Context) ([]Revoked, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT standin_hash, sandbox_id, secret_id, secret_name, hosts, shape, revoked_at FROM revoked_bindings`)
+	if err != nil {
+		return nil, fmt.Errorf("list revoked bindings: %w", err)
+	}
+	defer rows.Close()
+	var out []Revoked
+	for rows.Next() {
+		var r Revoked
+		var hosts string
+		var at int64
+		if err := rows.Scan(&r.StandInHash, &r.SandboxID, &r.SecretID, &r.SecretName, &hosts, &r.Shape, &at); err != nil {
+			return nil, fmt.Errorf("list revoked bindings: %w", err)
+		}
+		if err := json.Unmarshal([]byte(hosts), &r.Hosts); err != nil {
+			return nil, fmt.Errorf("list revoked bindings: hosts: %w", err)
+		}
+		r.RevokedAt = fromNanos(at)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list revoked bindings: %w", err)
+	}
+	return out, nil
 }
 
 const bindingSelect = `SELECT b.id, b.sandbox_id, b.env_var, b.secret_id, b.shape, b.attempt, b.standin_hash, b.created_at,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 )
 
 const secretColumns = `id, name, provider, description, hosts, shape, version, key_id, sealed, fingerprint, created_at, rotated_at`
@@ -148,6 +149,9 @@ func (s *SQLite) DeleteSecret(ctx context.Context, id string) error {
 		return fmt.Errorf("delete secret id %q: %w", id, err)
 	}
 	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, insertRevoked+` WHERE b.secret_id = ?`, nanos(time.Now()), id); err != nil {
+		return fmt.Errorf("delete secret id %q: remember revoked bindings: %w", id, err)
+	}
 	res, err := tx.ExecContext(ctx, `DELETE FROM secrets WHERE id = ?`, id)
 	if err != nil {
 		return fmt.Errorf("delete secret id %q: %w", id, err)

@@ -69,6 +69,17 @@ type Binding struct {
 // instead of a derived one: only its hash is known.
 const ImportedStandIn = -1
 
+// Revoked is a binding that was removed while its sandbox lives on.
+type Revoked struct {
+	StandInHash []byte
+	SandboxID   string
+	SecretID    string
+	SecretName  string
+	Hosts       []client.HostAuth // the secret's hosts when it was revoked
+	Shape       []byte            // catalog.Shape JSON of the stand-in
+	RevokedAt   time.Time
+}
+
 // Activity is one request record.
 type Activity struct {
 	ID             int64
@@ -131,6 +142,10 @@ type Store interface {
 	ListBindings(ctx context.Context, sandboxID, secretID string) ([]Binding, error)
 	// BindingByHash is the gateway's lookup of a presented stand-in.
 	BindingByHash(ctx context.Context, hash []byte) (*Binding, error)
+	// ListRevoked returns what removed bindings were (DeleteBinding and
+	// DeleteSecret remember them until their sandbox is deleted), so the
+	// gateway refuses their stand-ins, restart or not.
+	ListRevoked(ctx context.Context) ([]Revoked, error)
 
 	AppendActivity(ctx context.Context, recs []Activity) error
 	ListActivity(ctx context.Context, q ActivityQuery) ([]Activity, error)
