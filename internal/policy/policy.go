@@ -281,9 +281,11 @@ const (
 // addresses are unmapped first, zones dropped). If d.Addr is unset and d.Host
 // is an IP literal, the literal is used as the address. Then, in order:
 //
-//  1. d.Addr is special (IsSpecial): allowed only if an allow CIDR contains it
-//     (ReasonAllowSpecial), else refused (ReasonSpecialAddr). A domain allow
-//     rule does not unlock it, which defeats DNS rebinding.
+//  1. d.Addr is special (IsSpecial): allowed only if an allow CIDR that lies
+//     within special-purpose space contains it (10.0.0.0/8, 127.0.0.0/8,
+//     169.254.169.254/32: ReasonAllowSpecial), else refused
+//     (ReasonSpecialAddr). Neither a domain allow rule (DNS rebinding) nor
+//     a broad CIDR such as 0.0.0.0/0 unlocks it.
 //  2. Any allow rule matches: allowed (ReasonAllowRule).
 //  3. Any deny rule matches: refused (ReasonDenyRule).
 //  4. Otherwise allowed (ReasonDefault).
@@ -304,7 +306,7 @@ func (rs Rules) Decide(d Dest) Decision {
 		addr = addr.Unmap().WithZone("")
 		if special, _ := IsSpecial(addr); special {
 			for _, r := range rs.Allow {
-				if r.kind == kindCIDR && r.matches("", addr) {
+				if r.kind == kindCIDR && r.matches("", addr) && specialPrefix(r.prefix) {
 					return Decision{Allow: true, Reason: ReasonAllowSpecial, Rule: r.String()}
 				}
 			}

@@ -135,3 +135,32 @@ func lookup(ranges []specialRange, addr netip.Addr) (bool, string) {
 	}
 	return false, ""
 }
+
+// specialPrefix reports whether every address of p lies in one
+// special-purpose range (10.0.0.0/8, 10.1.0.0/16, 169.254.169.254/32): only
+// such an allow CIDR unlocks special addresses, so allowOut ["0.0.0.0/0"],
+// meant as "the internet", does not also open the metadata service and the
+// private networks.
+func specialPrefix(p netip.Prefix) bool {
+	p = p.Masked()
+	if p.Addr().Is6() && p.Bits() >= 96 && nat64.Contains(p.Addr()) {
+		// NAT64: judge the IPv4 prefix it embeds.
+		b := p.Addr().As16()
+		return specialPrefix(netip.PrefixFrom(netip.AddrFrom4([4]byte(b[12:16])), p.Bits()-96))
+	}
+	ranges := special4
+	if p.Addr().Is6() {
+		ranges = special6
+	}
+	for _, r := range ranges {
+		if r.prefix.Bits() <= p.Bits() && r.prefix.Contains(p.Addr()) {
+			return true
+		}
+	}
+	if p.Bits() == p.Addr().BitLen() {
+		// A single address: special if it is (a metadata endpoint, say).
+		special, _ := IsSpecial(p.Addr())
+		return special
+	}
+	return false
+}
