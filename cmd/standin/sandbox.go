@@ -29,7 +29,9 @@ Commands:
 Network rules: X is a domain (api.example.com), a wildcard (*.example.com)
 or a CIDR (10.0.0.0/8, ::/0). A destination matching a deny rule is refused
 unless an allow rule also matches it; no rules means every public
-destination. Private, loopback and metadata addresses need an allow CIDR.
+destination. Private, loopback and metadata addresses are reachable only
+through an allow CIDR inside their range (10.0.0.0/8, 169.254.169.254/32):
+0.0.0.0/0 does not open them.
 
 Examples:
   standin sandbox create agent-1 --secret ANTHROPIC_API_KEY=anthropic-prod \
