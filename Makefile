@@ -6,14 +6,23 @@ GO      ?= go
 BIN     := bin/standin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run build test vet fuzz bench deps
+.PHONY: run build test vet fuzz bench deps runsc
 
 deps:
 	@command -v $(GO) >/dev/null || { echo "Go 1.26 is needed: https://go.dev/doc/install"; exit 1; }
 	$(GO) mod download
 
-build: deps
+build: deps runsc
 	$(GO) build -ldflags "-X main.Version=$(VERSION)" -o $(BIN) ./cmd/standin
+
+# runsc (gVisor) runs the sandboxes. It is built from the Go module proxy at the
+# version pinned in tools/runsc/go.mod, a module of its own so that the main
+# module does not carry its dependencies; rebuilt only when that pin changes.
+# CGO_ENABLED=0: runsc is meant to be a static binary.
+runsc: bin/runsc
+
+bin/runsc: tools/runsc/go.mod tools/runsc/go.sum
+	cd tools/runsc && CGO_ENABLED=0 $(GO) build -o ../../bin/runsc gvisor.dev/gvisor/runsc
 
 run: build
 	./$(BIN) serve
@@ -22,7 +31,7 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 
-test: deps vet
+test: deps vet runsc
 	$(GO) test -count=1 ./...
 
 # Short fuzz runs of every fuzz target (not part of test).
