@@ -203,3 +203,33 @@ type SandboxEnv struct {
 type CACert struct {
 	PEM string `json:"pem"`
 }
+
+// ExecRequest is the body of POST /v1/sandboxes/{name}/exec.
+type ExecRequest struct {
+	// Args is the command and its arguments; Args[0] is looked up in PATH.
+	Args []string `json:"args"`
+	// Env ("KEY=value") is added to the sandbox's environment (its
+	// stand-ins and CA variables) for this command, and overrides it.
+	Env []string `json:"env,omitempty"`
+	// Dir is the working directory; empty means the sandbox's $HOME.
+	Dir string `json:"dir,omitempty"`
+	// Stdin is the command's standard input (base64 in JSON), at most
+	// 1 MiB; empty means an empty input.
+	Stdin []byte `json:"stdin,omitempty"`
+}
+
+// ExecEvent is one line of the NDJSON stream that answers an exec: output
+// as it arrives (Stream and Data), then one last line with ExitCode or
+// Error.
+type ExecEvent struct {
+	// Stream is "stdout" or "stderr" for an output event.
+	Stream string `json:"stream,omitempty"`
+	// Data is a chunk of output (base64 in JSON).
+	Data []byte `json:"data,omitempty"`
+	// ExitCode is the command's exit status (128+n if signal n killed it),
+	// in the last event when the command ran.
+	ExitCode *int `json:"exitCode,omitempty"`
+	// Error is set in the last event when the command could not be run or
+	// waited for.
+	Error *ErrorDetail `json:"error,omitempty"`
+}

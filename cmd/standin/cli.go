@@ -27,7 +27,7 @@ const usage = `standin keeps API keys out of sandboxes: a sandbox sees stand-in 
 the egress gateway swaps them for the real credential on the secret's hosts.
 
 Usage:
-  standin serve [--config FILE] [--data-dir DIR] [--listen ADDR]
+  standin serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--runtime gvisor|none]
   standin secret create NAME --provider ID        (value on stdin or prompted)
   standin secret create NAME --host HOST[=AUTH]... [--auth AUTH]
   standin secret list | get NAME | rotate NAME | delete NAME
@@ -39,6 +39,7 @@ Usage:
   standin sandbox detach NAME ENV
   standin sandbox network NAME [--allow-out X]... [--deny-out X]... [--inspect all]
   standin sandbox env NAME
+  standin exec NAME [--] CMD [ARGS...]
   standin ca export
   standin providers
   standin admin rotate-master-key [--data-dir DIR]
@@ -77,6 +78,10 @@ func Main(ctx context.Context, args []string, stdio *IO) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
 	var ue *usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(stdio.Err, "standin: %s\n", ue.msg)
@@ -113,6 +118,8 @@ func run(ctx context.Context, args []string, stdio *IO) error {
 		return cmdSecret(ctx, rest, stdio)
 	case "sandbox", "sandboxes":
 		return cmdSandbox(ctx, rest, stdio)
+	case "exec":
+		return cmdExec(ctx, rest, stdio)
 	case "providers":
 		return cmdProviders(ctx, rest, stdio)
 	case "ca":

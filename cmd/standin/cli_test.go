@@ -40,14 +40,25 @@ func TestScript(t *testing.T) {
 	})
 }
 
+// cmdServeInProcess is the script command `serve [gvisor]`: without an
+// argument the server has no sandbox runtime (records only); with gvisor it
+// runs real sandboxes (root and bin/runsc needed, as in CI).
 func cmdServeInProcess(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 0 {
-		ts.Fatalf("usage: serve")
+	if neg || len(args) > 1 || len(args) == 1 && args[0] != server.RuntimeGVisor {
+		ts.Fatalf("usage: serve [gvisor]")
 	}
 	cfg := server.DefaultConfig()
 	cfg.DataDir = ts.Getenv("STANDIN_DATA_DIR")
 	cfg.Listen = "off"
 	cfg.Gateway.Listen = "127.0.0.1:0"
+	cfg.Runtime = server.RuntimeNone
+	if len(args) == 1 {
+		if os.Geteuid() != 0 {
+			ts.Fatalf("serve gvisor runs sandboxes, which needs root; CI runs as root")
+		}
+		cfg.Runtime = server.RuntimeGVisor
+		cfg.RunscPath = runscBin(ts)
+	}
 	logf, err := os.Create(filepath.Join(ts.Getenv("WORK"), "server.log"))
 	ts.Check(err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -73,6 +84,26 @@ func cmdServeInProcess(ts *testscript.TestScript, neg bool, args []string) {
 		<-done
 		logf.Close()
 	})
+}
+
+// runscBin finds bin/runsc at the root of the repository.
+func runscBin(ts *testscript.TestScript) string {
+	dir, err := os.Getwd()
+	ts.Check(err)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "tools", "runsc", "go.mod")); err == nil {
+			p := filepath.Join(dir, "bin", "runsc")
+			if _, err := os.Stat(p); err != nil {
+				ts.Fatalf("%s is missing: run `make runsc` (or `make test`, which builds it)", p)
+			}
+			return p
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			ts.Fatalf("repository root (with tools/runsc) not found above the working directory")
+		}
+		dir = parent
+	}
 }
 
 var _ io.Writer = (*os.File)(nil)

@@ -36,7 +36,7 @@ func standinBinary(tb testing.TB) string {
 // on its socket once it answers.
 func startServer(tb testing.TB, bin, dataDir string, env ...string) (*exec.Cmd, *client.Client, *bytes.Buffer) {
 	tb.Helper()
-	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--listen", "off", "--proxy-listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--listen", "off", "--proxy-listen", "127.0.0.1:0", "--runtime", "none")
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.Env = append(os.Environ(), env...)
@@ -143,12 +143,12 @@ func TestWrongMasterKeyRefusesAndTouchesNothing(t *testing.T) {
 	cmd.Wait()
 	before := hashDir(t, dir)
 
-	out, err := exec.Command(bin, "serve", "--data-dir", dir, "--listen", "off", "--proxy-listen", "127.0.0.1:0").CombinedOutput()
+	out, err := exec.Command(bin, "serve", "--data-dir", dir, "--listen", "off", "--proxy-listen", "127.0.0.1:0", "--runtime", "none").CombinedOutput()
 	if err == nil {
 		t.Fatal("server started with a master key that does not open the data")
 	}
 	_ = out
-	wrong := exec.Command(bin, "serve", "--data-dir", dir, "--listen", "off", "--proxy-listen", "127.0.0.1:0")
+	wrong := exec.Command(bin, "serve", "--data-dir", dir, "--listen", "off", "--proxy-listen", "127.0.0.1:0", "--runtime", "none")
 	wrong.Env = append(os.Environ(), "STANDIN_MASTER_KEY="+key2)
 	out, err = wrong.CombinedOutput()
 	if err == nil {

@@ -11,10 +11,15 @@ import (
 )
 
 const serveHelp = `
-Usage: standin serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--proxy-listen ADDR]
+Usage: standin serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--proxy-listen ADDR] [--runtime gvisor|none]
 
 Runs the standin server: the API on loopback TCP and on <data dir>/api.sock,
 and the egress gateway's explicit proxy (default 127.0.0.1:8721).
+With the gvisor runtime (the default) it runs the sandboxes: it needs root
+and runsc (bin/runsc beside bin/standin, built by "make runsc", or in PATH).
+Sandboxes running when the server stops are stopped; their records stay,
+with state "stopped". With --runtime none sandboxes are records only, for
+sandboxes you run yourself with "standin sandbox env".
 On first start it creates the data directory (0700) with master.key (0600;
 back it up) and admin.token (0600; the CLI reads it).
 
@@ -24,12 +29,14 @@ The config file is JSON; every field is optional:
    "gateway": {"listen": "127.0.0.1:8721",
                "hosts": {"api.openai.com": "10.1.2.3:443"},
                "dialGuard": ["203.0.113.0/24"],
-               "upstreamCAFile": "/etc/ssl/internal-ca.pem"}}
+               "upstreamCAFile": "/etc/ssl/internal-ca.pem"},
+   "runtime": "gvisor", "runscPath": "/usr/local/bin/runsc"}
 Flags override the file.
 
 Examples:
   standin serve
   standin serve --data-dir /tmp/standin --listen 127.0.0.1:9000
+  standin serve --runtime none
   STANDIN_MASTER_KEY="$(cat /run/secrets/standin-key)" standin serve --config /etc/standin.json
 `
 
@@ -39,6 +46,7 @@ func cmdServe(ctx context.Context, args []string, stdio *IO) error {
 	dataDir := fs.String("data-dir", "", "data directory (overrides config and STANDIN_DATA_DIR)")
 	listen := fs.String("listen", "", `API address on loopback, or "off" (default 127.0.0.1:8720)`)
 	proxyListen := fs.String("proxy-listen", "", `gateway's explicit proxy address on loopback, or "off" (default 127.0.0.1:8721)`)
+	runtime := fs.String("runtime", "", `sandbox runtime: "gvisor" or "none" (default gvisor)`)
 	if _, err := parse(fs, args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
@@ -62,6 +70,9 @@ func cmdServe(ctx context.Context, args []string, stdio *IO) error {
 	}
 	if *proxyListen != "" {
 		cfg.Gateway.Listen = *proxyListen
+	}
+	if *runtime != "" {
+		cfg.Runtime = *runtime
 	}
 	if err := cfg.Validate(); err != nil {
 		return &hintError{err, "fix the config file or flag"}

@@ -21,7 +21,12 @@ const maxBody = 64 << 10
 // names only) but never echo the input: json's own messages quote numbers
 // and unknown keys, and either could be a credential in the wrong place.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	return decodeBodyLimit(w, r, v, maxBody)
+}
+
+// decodeBodyLimit is decodeBody with a body limit of its own.
+func decodeBodyLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err, v)

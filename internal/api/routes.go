@@ -34,5 +34,6 @@ var routes = []route{
 	{method: http.MethodDelete, path: "/v1/sandboxes/{name}/secrets/{env}", handle: (*Server).detach},
 	{method: http.MethodPut, path: "/v1/sandboxes/{name}/network", handle: (*Server).setNetwork},
 	{method: http.MethodGet, path: "/v1/sandboxes/{name}/env", handle: (*Server).sandboxEnv},
+	{method: http.MethodPost, path: "/v1/sandboxes/{name}/exec", handle: (*Server).exec},
 	{method: http.MethodGet, path: "/v1/ca", handle: (*Server).caCert},
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -71,6 +72,11 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 			return newError(http.StatusConflict, CodeAlreadyExists, "sandbox %q already exists; pick another name or delete it first", req.Name)
 		}
 		return fmt.Errorf("create sandbox: %w", err)
+	}
+	if s.Sandboxes != nil {
+		if err := s.startSandbox(r, sb); err != nil {
+			return err
+		}
 	}
 	out, err := s.sandboxOut(sb, bs)
 	if err != nil {
@@ -226,6 +232,11 @@ func (s *Server) deleteSandbox(w http.ResponseWriter, r *http.Request) error {
 	sb, err := s.sandboxByName(r, r.PathValue("name"))
 	if err != nil {
 		return err
+	}
+	if s.Sandboxes != nil {
+		if err := s.Sandboxes.Stop(context.WithoutCancel(r.Context()), sb.ID); err != nil {
+			return fmt.Errorf("stop sandbox: %w", err)
+		}
 	}
 	if err := s.Store.DeleteSandbox(r.Context(), sb.ID); err != nil {
 		if errors.Is(err, store.ErrNotFound) {

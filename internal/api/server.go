@@ -56,6 +56,10 @@ type Server struct {
 	// PEM, for the env endpoint and GET /v1/ca.
 	CAFile string
 	CACert []byte
+	// Sandboxes, if non-nil, runs the sandboxes: POST /v1/sandboxes starts
+	// one, DELETE stops it, exec runs commands in it. If nil, sandboxes are
+	// records only (for sandboxes standin does not run) and exec answers 409.
+	Sandboxes Runner
 }
 
 func (s *Server) logger() *slog.Logger {

@@ -35,7 +35,20 @@ type Config struct {
 	Log LogConfig `json:"log"`
 	// Gateway configures the egress gateway.
 	Gateway GatewayConfig `json:"gateway"`
+	// Runtime runs the sandboxes: "gvisor" (default; needs root and runsc)
+	// or "none" (sandboxes are records only, for sandboxes standin does not
+	// run, which use the explicit proxy).
+	Runtime string `json:"runtime"`
+	// RunscPath is the runsc binary for runtime gvisor. Default: runsc next
+	// to the standin binary (bin/runsc, built by `make runsc`), else $PATH.
+	RunscPath string `json:"runscPath"`
 }
+
+// Runtimes, as in Config.Runtime.
+const (
+	RuntimeGVisor = "gvisor"
+	RuntimeNone   = "none"
+)
 
 // GatewayConfig configures the egress gateway.
 type GatewayConfig struct {
@@ -83,6 +96,7 @@ func DefaultConfig() Config {
 		Listen:  fmt.Sprintf("127.0.0.1:%d", DefaultPort),
 		Log:     LogConfig{Format: "text", Level: "info"},
 		Gateway: GatewayConfig{Listen: fmt.Sprintf("127.0.0.1:%d", DefaultPort+1)},
+		Runtime: RuntimeGVisor,
 	}
 }
 
@@ -155,6 +169,16 @@ func (c *Config) Validate() error {
 	}
 	if _, err := gateway.ParseOverrides(c.Gateway.Hosts); err != nil {
 		return &ConfigError{"gateway.hosts", "", err.Error()}
+	}
+	switch c.Runtime {
+	case "":
+		c.Runtime = RuntimeGVisor
+	case RuntimeGVisor, RuntimeNone:
+	default:
+		return &ConfigError{"runtime", c.Runtime, "want \"gvisor\" or \"none\""}
+	}
+	if c.RunscPath != "" && !filepath.IsAbs(c.RunscPath) {
+		return &ConfigError{"runscPath", c.RunscPath, "must be an absolute path"}
 	}
 	switch c.Log.Format {
 	case "", "text", "json":

@@ -167,6 +167,10 @@ func TestConfig(t *testing.T) {
 		{"bad version", `{"version":2}`, "version"},
 		{"bad format", `{"log":{"format":"xml"}}`, "log.format"},
 		{"socket only", `{"listen":"off"}`, ""},
+		{"runtime none", `{"runtime":"none"}`, ""},
+		{"runtime gvisor with runsc", `{"runtime":"gvisor","runscPath":"/usr/local/bin/runsc"}`, ""},
+		{"bad runtime", `{"runtime":"docker"}`, "config field runtime"},
+		{"relative runsc", `{"runscPath":"bin/runsc"}`, "config field runscPath"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -68,6 +68,24 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.Gateway != nil {
 		s.Gateway(gw)
 	}
+	rt, err := newRuntime(cfg, logger)
+	if err != nil {
+		return err
+	}
+	var run *runner
+	var sandboxes api.Runner // stays a nil interface without a runtime
+	changed := gw.Invalidate
+	if rt == nil {
+		logger.Warn(`no sandbox runtime ("runtime": "none"): sandboxes are records only; standin runs none of them and exec is refused`)
+	} else {
+		run = newRunner(rt, gw, d.Store, cfg.DataDir, logger)
+		if err := run.cleanup(ctx); err != nil {
+			return err
+		}
+		defer run.stopAll(context.Background())
+		sandboxes = run
+		changed = func() { gw.Invalidate(); run.invalidate() }
+	}
 	audCtx, stopAudit := context.WithCancel(context.Background())
 	audDone := make(chan struct{})
 	go func() { aud.Run(audCtx); close(audDone) }()
@@ -88,10 +106,12 @@ func (s *Server) Run(ctx context.Context) error {
 		Minter:  d.Minter,
 		Token:   token,
 		Logger:  logger.With("component", "api"),
-		Changed: gw.Invalidate,
+		Changed: changed,
 		Proxy:   proxyAddr,
 		CAFile:  filepath.Join(cfg.DataDir, "ca.pem"),
 		CACert:  gwCA(gw),
+
+		Sandboxes: sandboxes,
 	}).Handler()
 
 	var listeners []net.Listener
@@ -135,7 +155,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	logger.Info("standin serving", "api", tcpAddr, "socket", sock, "proxy", proxyAddr, "data_dir", cfg.DataDir,
-		"master_key", d.Keyring.Source().String(), "master_key_id", d.Keyring.CurrentID())
+		"master_key", d.Keyring.Source().String(), "master_key_id", d.Keyring.CurrentID(), "runtime", cfg.Runtime)
 	if s.Ready != nil {
 		s.Ready(Addrs{API: tcpAddr, Socket: sock, Proxy: proxyAddr})
 	}

@@ -1,0 +1,79 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// maxExecLine bounds one line of an exec stream (a chunk of output is at
+// most 32 KiB before base64).
+const maxExecLine = 1 << 20
+
+// Exec runs a command in a running sandbox and streams its output to stdout
+// and stderr (either may be nil to discard) as it arrives. It returns the
+// command's exit status; err is non-nil only if the command could not be
+// run or the stream broke. A sandbox that is not running is an *APIError
+// with status 409.
+func (c *Client) Exec(ctx context.Context, sandbox string, req ExecRequest, stdout, stderr io.Writer) (exitCode int, err error) {
+	const op = "exec"
+	if c.err != nil {
+		return 0, c.err
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return 0, fmt.Errorf("%s: encode request: %w", op, err)
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+"/v1/sandboxes/"+seg(sandbox)+"/exec", bytes.NewReader(body))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", op, stripURL(err))
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set("Accept", "application/x-ndjson")
+	if c.token != "" {
+		hr.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(hr)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", op, stripURL(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+		if err != nil {
+			return 0, fmt.Errorf("%s: read response: %w", op, err)
+		}
+		return 0, responseError(resp.StatusCode, data)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), maxExecLine)
+	for sc.Scan() {
+		var ev ExecEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return 0, fmt.Errorf("%s: decode event: %w", op, err)
+		}
+		switch {
+		case ev.Error != nil:
+			return 0, &APIError{Status: resp.StatusCode, Code: ev.Error.Code, Message: ev.Error.Message}
+		case ev.ExitCode != nil:
+			return *ev.ExitCode, nil
+		case ev.Stream == "stdout" && stdout != nil:
+			if _, err := stdout.Write(ev.Data); err != nil {
+				return 0, fmt.Errorf("%s: write stdout: %w", op, err)
+			}
+		case ev.Stream == "stderr" && stderr != nil:
+			if _, err := stderr.Write(ev.Data); err != nil {
+				return 0, fmt.Errorf("%s: write stderr: %w", op, err)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("%s: read stream: %w", op, stripURL(err))
+	}
+	return 0, errors.New(op + ": stream ended without an exit status")
+}

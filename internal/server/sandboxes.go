@@ -1,0 +1,409 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/standin/standin/internal/api"
+	"github.com/standin/standin/internal/gateway"
+	"github.com/standin/standin/internal/policy"
+	"github.com/standin/standin/internal/sandbox"
+	"github.com/standin/standin/internal/sandbox/gvisor"
+	"github.com/standin/standin/internal/sandbox/netns"
+	"github.com/standin/standin/internal/sandbox/netstack"
+	"github.com/standin/standin/internal/store"
+)
+
+// Sandbox states this package records.
+const (
+	stateRunning = "running"
+	stateStopped = "stopped"
+)
+
+// nsPrefix starts the name of every network namespace a server makes.
+const nsPrefix = "stn-"
+
+// sandboxCABundle is where a sandbox finds its CA bundle: the path most TLS
+// stacks read by default, and the one the CA variables name.
+const sandboxCABundle = "/etc/ssl/certs/ca-certificates.crt"
+
+// hostCABundle is the host's bundle, copied into each sandbox's with
+// standin's CA appended.
+const hostCABundle = "/etc/ssl/certs/ca-certificates.crt"
+
+// caEnvVars are the variables common TLS stacks read a CA bundle from:
+// OpenSSL (curl, python ssl), Node, requests, curl, git.
+var caEnvVars = []string{"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO"}
+
+// runner runs the server's sandboxes (it implements api.Runner). Each
+// sandbox gets a network namespace whose only route is a TUN device; a
+// userspace stack serves it, answers DNS only for names the sandbox's rules
+// allow, and hands every TCP connection to the gateway. Nothing else leaves
+// the sandbox.
+type runner struct {
+	rt      sandbox.Runtime
+	gw      *gateway.Gateway
+	store   store.Store
+	dataDir string
+	// stateDir is the runtime's state directory, removed when the server
+	// stops with every sandbox stopped; "" if the runtime keeps none.
+	stateDir string
+	caPEM    []byte
+	log      *slog.Logger
+
+	mu   sync.Mutex
+	live map[string]*running // nil value: being started
+
+	rulesMu sync.Mutex
+	rules   map[string]policy.Rules // by sandbox id; nil when stale
+}
+
+var _ api.Runner = (*runner)(nil)
+
+// running is what one sandbox uses; teardown releases it.
+type running struct {
+	inst   sandbox.Instance
+	ns     *netns.NS
+	st     *netstack.Stack
+	dir    string // <data dir>/sandboxes/<id>
+	cancel context.CancelFunc
+}
+
+func newRunner(rt sandbox.Runtime, gw *gateway.Gateway, st store.Store, dataDir string, logger *slog.Logger) *runner {
+	stateDir := ""
+	if _, ok := rt.(*gvisor.Runtime); ok {
+		stateDir = runtimeStateDir(dataDir)
+	}
+	return &runner{
+		rt: rt, gw: gw, store: st, dataDir: dataDir, stateDir: stateDir, caPEM: gw.CA().CertPEM(),
+		log:  logger.With("component", "sandboxes"),
+		live: map[string]*running{},
+	}
+}
+
+// newRuntime builds the configured runtime; nil for "none".
+func newRuntime(cfg Config, logger *slog.Logger) (sandbox.Runtime, error) {
+	if cfg.Runtime == RuntimeNone {
+		return nil, nil
+	}
+	const off = `, or set "runtime": "none" in the config (standin serve --runtime none) to keep sandboxes as records only`
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("%w: runtime gvisor needs root (network namespaces, runsc): run `standin serve` as root%s",
+			sandbox.ErrUnavailable, off)
+	}
+	bin := cfg.RunscPath
+	if bin == "" {
+		var err error
+		if bin, err = gvisor.FindRunsc(); err != nil {
+			return nil, fmt.Errorf("%w (or set \"runscPath\" in the config)%s", err, off)
+		}
+	}
+	rt, err := gvisor.New(gvisor.Config{Runsc: bin, StateDir: runtimeStateDir(cfg.DataDir), Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("%w%s", err, off)
+	}
+	return rt, nil
+}
+
+// runtimeStateDir is runsc's state directory for the server on dataDir.
+// It is per data directory: Cleanup deletes every container under it, which
+// must never hit another server's sandboxes.
+func runtimeStateDir(dataDir string) string {
+	sum := sha256.Sum256([]byte(dataDir))
+	return filepath.Join(filepath.Dir(gvisor.DefaultStateDir), "gvisor-"+hex.EncodeToString(sum[:6]))
+}
+
+// nsName is the network namespace of sandbox id.
+func nsName(id string) string { return nsPrefix + strings.TrimPrefix(id, "sbx_") }
+
+func (o *runner) sandboxesDir() string { return filepath.Join(o.dataDir, "sandboxes") }
+
+// cleanup removes what a previous server on this data directory left
+// running (it died or was killed): runsc containers, namespaces and files.
+// Those sandboxes are not adopted again: their records become "stopped".
+func (o *runner) cleanup(ctx context.Context) error {
+	var errs []error
+	if c, ok := o.rt.(interface {
+		Cleanup(context.Context) ([]string, error)
+	}); ok {
+		if _, err := c.Cleanup(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	sbs, err := o.store.ListSandboxes(ctx)
+	if err != nil {
+		return fmt.Errorf("clean up sandboxes: %w", err)
+	}
+	// Only namespaces of this data directory's sandboxes are ours: another
+	// server on this machine has namespaces under the same prefix.
+	ours := map[string]bool{}
+	for _, sb := range sbs {
+		ours[nsName(sb.ID)] = true
+	}
+	dirs, err := os.ReadDir(o.sandboxesDir())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, d := range dirs {
+		ours[nsName(d.Name())] = true
+	}
+	names, err := netns.List(nsPrefix)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, n := range names {
+		if ours[n] {
+			if err := netns.Remove(n); err != nil {
+				errs = append(errs, err)
+			} else {
+				o.log.Info("stale network namespace removed", "netns", n)
+			}
+		}
+	}
+	for _, d := range dirs {
+		if err := os.RemoveAll(filepath.Join(o.sandboxesDir(), d.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, sb := range sbs {
+		if sb.State == stateRunning {
+			if err := o.store.SetSandboxState(ctx, sb.ID, stateStopped); err != nil && !errors.Is(err, store.ErrNotFound) {
+				errs = append(errs, err)
+				continue
+			}
+			o.log.Warn("sandbox of a previous run stopped; delete and create it again to run it", "sandbox_id", sb.ID)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("clean up sandboxes: %w", err)
+	}
+	return nil
+}
+
+// invalidate drops the cached rules; the API calls it after every write, so
+// a rule change applies to the next DNS query.
+func (o *runner) invalidate() {
+	o.rulesMu.Lock()
+	o.rules = nil
+	o.rulesMu.Unlock()
+}
+
+// allow reports whether sandbox id's rules allow name: its DNS answers only
+// for those names (the gateway checks every connection again).
+func (o *runner) allow(ctx context.Context, id, name string) bool {
+	o.rulesMu.Lock()
+	defer o.rulesMu.Unlock()
+	if o.rules == nil {
+		sbs, err := o.store.ListSandboxes(ctx)
+		if err != nil {
+			o.log.Error("read sandbox rules", "error", err)
+			return false
+		}
+		rules := make(map[string]policy.Rules, len(sbs))
+		for _, sb := range sbs {
+			rs, err := policy.ParseRules(sb.Network.AllowOut, sb.Network.DenyOut)
+			if err != nil {
+				o.log.Error("parse sandbox rules", "sandbox_id", sb.ID, "error", err)
+				continue
+			}
+			rules[sb.ID] = rs
+		}
+		o.rules = rules
+	}
+	rs, ok := o.rules[id]
+	return ok && rs.Decide(policy.Dest{Host: name}).Allow
+}
+
+// Start implements api.Runner.
+func (o *runner) Start(ctx context.Context, sb *store.Sandbox) (err error) {
+	o.mu.Lock()
+	if _, ok := o.live[sb.ID]; ok {
+		o.mu.Unlock()
+		return fmt.Errorf("start sandbox id %q: already running", sb.ID)
+	}
+	o.live[sb.ID] = nil
+	o.mu.Unlock()
+
+	r := &running{dir: filepath.Join(o.sandboxesDir(), sb.ID)}
+	defer func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if err != nil {
+			if terr := r.teardown(context.WithoutCancel(ctx)); terr != nil {
+				err = errors.Join(err, fmt.Errorf("undo: %w", terr))
+			}
+			delete(o.live, sb.ID)
+			return
+		}
+		o.live[sb.ID] = r
+	}()
+	// Connections live as long as the sandbox, not the API request.
+	connCtx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+
+	if err := os.MkdirAll(o.sandboxesDir(), 0o700); err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+	if err := os.Mkdir(r.dir, 0o700); err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+	if r.ns, err = netns.Create(nsName(sb.ID), netns.Config{}); err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+	id := sb.ID
+	r.st, err = netstack.New(r.ns.TUN, r.ns.Config.MTU, netstack.Options{
+		DNSAddr: r.ns.Config.Gateway,
+		Allow:   func(name string) bool { return o.allow(connCtx, id, name) },
+		TCP: func(c net.Conn, dst netip.AddrPort, name string) {
+			o.gw.HandleConn(connCtx, c, gateway.ConnMeta{SandboxID: id, Dst: dst, Name: name})
+		},
+		Logger: o.log,
+	})
+	if err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+
+	resolv := filepath.Join(r.dir, "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver "+r.ns.Config.Gateway.String()+"\n"), 0o644); err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+	bundle := filepath.Join(r.dir, "ca-certificates.crt")
+	host, err := os.ReadFile(hostCABundle)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("start sandbox: read host CA bundle: %w", err)
+	}
+	if len(host) > 0 && host[len(host)-1] != '\n' {
+		host = append(host, '\n')
+	}
+	if err := os.WriteFile(bundle, append(host, o.caPEM...), 0o644); err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+	var env []string
+	for _, k := range caEnvVars {
+		env = append(env, k+"="+sandboxCABundle)
+	}
+	// Stand-ins are not in Spec.Env: each Exec gets the current ones, so a
+	// detached secret is gone from the next command.
+	r.inst, err = o.rt.Start(ctx, sandbox.Spec{
+		ID:    sb.ID,
+		Env:   env,
+		NetNS: r.ns.Path,
+		Mounts: []sandbox.Mount{
+			{Source: resolv, Target: "/etc/resolv.conf"},
+			{Source: bundle, Target: sandboxCABundle},
+		},
+		Hide: []string{o.dataDir},
+	})
+	if err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+	return nil
+}
+
+// teardown releases what the sandbox uses, whatever was built of it.
+func (r *running) teardown(ctx context.Context) error {
+	var errs []error
+	if r.inst != nil {
+		if err := r.inst.Delete(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.st != nil {
+		if err := r.st.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.ns != nil {
+		if err := r.ns.Delete(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.cancel != nil {
+		r.cancel()
+	}
+	if err := os.RemoveAll(r.dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Exec implements api.Runner.
+func (o *runner) Exec(ctx context.Context, id string, spec sandbox.ExecSpec) (int, error) {
+	o.mu.Lock()
+	r := o.live[id]
+	o.mu.Unlock()
+	if r == nil {
+		return 0, api.ErrNotRunning
+	}
+	code, err := r.inst.Exec(ctx, spec)
+	if errors.Is(err, sandbox.ErrNotFound) {
+		return 0, api.ErrNotRunning
+	}
+	return code, err
+}
+
+// Stop implements api.Runner.
+func (o *runner) Stop(ctx context.Context, id string) error {
+	o.mu.Lock()
+	r, ok := o.live[id]
+	if ok && r == nil {
+		o.mu.Unlock()
+		return fmt.Errorf("stop sandbox id %q: still starting", id)
+	}
+	delete(o.live, id)
+	o.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	if err := r.teardown(ctx); err != nil {
+		return fmt.Errorf("stop sandbox id %q: %w", id, err)
+	}
+	return nil
+}
+
+// Running implements api.Runner.
+func (o *runner) Running(id string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.live[id] != nil
+}
+
+// stopAll stops every sandbox when the server shuts down; their records
+// become "stopped".
+func (o *runner) stopAll(ctx context.Context) {
+	o.mu.Lock()
+	var ids []string
+	for id, r := range o.live {
+		if r != nil {
+			ids = append(ids, id)
+		}
+	}
+	o.mu.Unlock()
+	clean := true
+	for _, id := range ids {
+		if err := o.Stop(ctx, id); err != nil {
+			o.log.Error("stop sandbox", "sandbox_id", id, "error", err)
+			clean = false
+		}
+		if err := o.store.SetSandboxState(ctx, id, stateStopped); err != nil && !errors.Is(err, store.ErrNotFound) {
+			o.log.Error("record sandbox stopped", "sandbox_id", id, "error", err)
+		}
+	}
+	// A sandbox that would not stop keeps the state for the next start's
+	// cleanup.
+	if clean && o.stateDir != "" {
+		if err := os.RemoveAll(o.stateDir); err != nil {
+			o.log.Error("remove runtime state", "error", err)
+		}
+	}
+}
