@@ -169,8 +169,7 @@ func parse(fs *flag.FlagSet, args []string, minPos, maxPos int, what string) ([]
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
-				return nil, flag.ErrHelp
+				return nil, flag.ErrHelp // the flag package has printed the help
 			}
 			return nil, &usageError{msg: err.Error(), hint: fmt.Sprintf("run `standin %s --help`", fs.Name())}
 		}

@@ -45,8 +45,7 @@ func cmdExec(ctx context.Context, args []string, stdio *IO) error {
 	dir := fs.String("dir", "", "working directory in the sandbox (default its $HOME)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
-			return err
+			return err // the flag package has printed the help
 		}
 		return &usageError{msg: err.Error(), hint: "run `standin exec --help`"}
 	}
