@@ -1,6 +1,10 @@
 package gateway
 
 import (
+	"net/netip"
+
+	"github.com/standin/standin/internal/policy"
+
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
@@ -90,6 +94,22 @@ func (g *Gateway) serveProxy(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		host = hostOnly(host)
+		// Refuse a destination the rules forbid on the CONNECT itself: the
+		// client gets a clear 403 and nothing is resolved or dialed.
+		if snap, err := g.ix.get(r.Context()); err == nil {
+			if sb := snap.sandboxes[sbID]; sb != nil {
+				dest := policy.Dest{Host: host}
+				if a, err := netip.ParseAddr(host); err == nil {
+					dest = policy.Dest{Addr: a.Unmap()}
+				}
+				if d := sb.Rules.Decide(dest); !d.Allow {
+					g.logger.Info("flow refused", "sandbox", sb.Name, "host", host, "port", port,
+						"reason", ReasonRuleDenied, "rule", d.Rule, "decision", d.Reason)
+					writeError(w, http.StatusForbidden, CodeBlocked, ReasonRuleDenied)
+					return
+				}
+			}
+		}
 		c, brw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			return

@@ -294,6 +294,11 @@ const (
 // {api.anthropic.com, 1.2.3.4} is allowed, {evil.com, 5.6.7.8} and
 // {"", 1.2.3.4} are refused, and a public IPv6 address is allowed because
 // 0.0.0.0/0 does not cover IPv6: deny "::/0" as well to refuse it.
+//
+// A name without an address ({evil.com, no address}: what the sandbox's DNS
+// and the gateway's first check ask) is refused by a deny of a whole address
+// family (0.0.0.0/0 or ::/0) unless an allow rule names it: the gateway never
+// resolves names the rules leave no address for.
 func (rs Rules) Decide(d Dest) Decision {
 	host := normalizeHost(d.Host)
 	addr := d.Addr
@@ -321,6 +326,18 @@ func (rs Rules) Decide(d Dest) Decision {
 	for _, r := range rs.Deny {
 		if r.matches(host, addr) {
 			return Decision{Allow: false, Reason: ReasonDenyRule, Rule: r.String()}
+		}
+	}
+	if !addr.IsValid() && host != "" {
+		// A name alone, before any address is known (DNS, the gateway's
+		// first check): a deny of a whole address family means "only what
+		// allowOut names". Answering other names would only have every
+		// address refused later, after the gateway resolved them, and
+		// resolving names the sandbox makes up is a DNS side channel.
+		for _, r := range rs.Deny {
+			if r.kind == kindCIDR && r.prefix.Bits() == 0 {
+				return Decision{Allow: false, Reason: ReasonDenyRule, Rule: r.String()}
+			}
 		}
 	}
 	return Decision{Allow: true, Reason: ReasonDefault}

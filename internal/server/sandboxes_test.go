@@ -241,7 +241,8 @@ func TestSandboxEndToEnd(t *testing.T) {
 		{Host: "api.corp.test", Auth: client.AuthSlot{Type: client.SlotBearer}}}}); err != nil {
 		t.Fatal(err)
 	}
-	sb, err := c.CreateSandbox(ctx, client.SandboxCreate{Name: "sb", Secrets: map[string]string{"CORP_KEY": "corp"}})
+	sb, err := c.CreateSandbox(ctx, client.SandboxCreate{Name: "sb", Secrets: map[string]string{"CORP_KEY": "corp"},
+		Network: client.NetworkRules{AllowOut: []string{"api.corp.test"}, DenyOut: []string{"0.0.0.0/0", "::/0"}}})
 	if err != nil {
 		t.Fatalf("CreateSandbox: %v", err)
 	}
@@ -264,6 +265,18 @@ func TestSandboxEndToEnd(t *testing.T) {
 	}
 	if auths := up.seen(); !slices.Equal(auths, []string{"Bearer " + real}) {
 		t.Errorf("upstream got %d requests; want one with the real value in Authorization", len(auths))
+	}
+
+	// The rules hold inside: a name they do not allow does not even
+	// resolve (no DNS side channel), an address literal is refused.
+	if got := execIn(t, c, "sb", client.ExecRequest{Args: []string{"getent", "hosts", "evil.example"}}); got.Exit == 0 {
+		t.Errorf("getent hosts evil.example = %+v, want no answer", got)
+	}
+	if got := execIn(t, c, "sb", client.ExecRequest{Args: []string{"getent", "hosts", "api.corp.test"}}); got.Exit != 0 {
+		t.Errorf("getent hosts api.corp.test = %+v, want an answer", got)
+	}
+	if got := execIn(t, c, "sb", client.ExecRequest{Args: []string{"curl", "-sS", "--max-time", "10", "-k", "https://203.0.113.9/"}}); got.Exit == 0 {
+		t.Errorf("curl to an address literal outside the rules = %+v, want failure", got)
 	}
 
 	// stdin reaches the command.
