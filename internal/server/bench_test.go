@@ -1,0 +1,420 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/standin/standin/client"
+)
+
+// Benchmarks of real sandboxes (issue 4): they need root and bin/runsc,
+// like the end-to-end tests. Each runs a fixed amount of work whatever b.N
+// is and reports percentiles, so run them once:
+//
+//	go test -run '^$' -bench Sandbox -benchtime 1x ./internal/server/
+
+// benchBodySize is the size of each download and upload.
+const benchBodySize = 256 << 20
+
+// Host names the bench upstream answers for: a secret is bound for
+// benchSecretHost (the gateway intercepts it), none for benchPlainHost
+// (the gateway splices it).
+const (
+	benchSecretHost = "api.corp.test"
+	benchPlainHost  = "bulk.corp.test"
+)
+
+// benchUpstream is a fake provider on loopback for both names: GET /big
+// sends benchBodySize bytes, PUT /up reads the body and discards it.
+func benchUpstream(tb testing.TB) (srv *httptest.Server, caFile string) {
+	tb.Helper()
+	chunk := make([]byte, 1<<20)
+	srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/big":
+			w.Header().Set("Content-Length", strconv.Itoa(benchBodySize))
+			for n := 0; n < benchBodySize; n += len(chunk) {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		case "/up":
+			n, _ := io.Copy(io.Discard, r.Body)
+			fmt.Fprintf(w, "%d", n)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench corp CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: benchSecretHost},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames:    []string{benchSecretHost, benchPlainHost},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.StartTLS()
+	tb.Cleanup(srv.Close)
+	// The gateway verifies the upstream against this CA.
+	caFile = filepath.Join(tb.TempDir(), "bench-ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return srv, caFile
+}
+
+// benchEnv is a server with runtime gvisor, the explicit proxy on a free
+// loopback port, and the bench upstream routed for both names.
+type benchEnv struct {
+	c   *client.Client
+	cfg Config
+	up  *httptest.Server
+}
+
+func newBenchEnv(b *testing.B) *benchEnv {
+	b.Helper()
+	if os.Geteuid() != 0 {
+		b.Fatal("these benchmarks run sandboxes, which needs root")
+	}
+	up, caFile := benchUpstream(b)
+	cfg := DefaultConfig()
+	cfg.DataDir = visibleDataDir(b)
+	cfg.Listen = "off"
+	cfg.Gateway.Listen = "127.0.0.1:0"
+	addr := up.Listener.Addr().String()
+	cfg.Gateway.Hosts = map[string]string{benchSecretHost: addr, benchPlainHost: addr}
+	cfg.Gateway.DialGuard = []string{"127.0.0.0/8"}
+	cfg.Gateway.UpstreamCAFile = caFile
+	cfg.RunscPath = runscBin(b)
+	return &benchEnv{c: startServer(b, cfg), cfg: cfg, up: up}
+}
+
+// percentile is the p-th percentile (nearest rank) of sorted ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	i := int(math.Ceil(p/100*float64(len(ds)))) - 1
+	return ds[max(i, 0)]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// reportPercentiles reports p50 and p95 of ds under prefix and logs them.
+func reportPercentiles(b *testing.B, prefix string, ds []time.Duration) {
+	b.Helper()
+	slices.Sort(ds)
+	p50, p95 := percentile(ds, 50), percentile(ds, 95)
+	b.ReportMetric(ms(p50), prefix+"p50-ms")
+	b.ReportMetric(ms(p95), prefix+"p95-ms")
+	b.Logf("%sn=%d p50=%.1fms p95=%.1fms min=%.1fms max=%.1fms", prefix, len(ds), ms(p50), ms(p95), ms(ds[0]), ms(ds[len(ds)-1]))
+}
+
+// BenchmarkSandboxLifecycle measures create -> first exec (`true`)
+// finished, through the API, for 50 sandboxes one after another, each cold
+// (there is no pre-started pool). Delete is timed separately.
+func BenchmarkSandboxLifecycle(b *testing.B) {
+	e := newBenchEnv(b)
+	ctx := context.Background()
+	const n = 50
+	var starts, deletes []time.Duration
+	b.ResetTimer()
+	for i := range n {
+		name := fmt.Sprintf("life-%d", i)
+		t0 := time.Now()
+		if _, err := e.c.CreateSandbox(ctx, client.SandboxCreate{Name: name}); err != nil {
+			b.Fatalf("CreateSandbox(%q): %v", name, err)
+		}
+		if got := execIn(b, e.c, name, client.ExecRequest{Args: []string{"true"}}); got.Exit != 0 {
+			b.Fatalf("true in %q = %+v", name, got)
+		}
+		starts = append(starts, time.Since(t0))
+		t0 = time.Now()
+		if err := e.c.DeleteSandbox(ctx, name); err != nil {
+			b.Fatalf("DeleteSandbox(%q): %v", name, err)
+		}
+		deletes = append(deletes, time.Since(t0))
+	}
+	b.StopTimer()
+	reportPercentiles(b, "start-", starts)
+	reportPercentiles(b, "delete-", deletes)
+}
+
+// BenchmarkSandboxExec measures the round trip of `true` in a running
+// sandbox through the API, 100 times.
+func BenchmarkSandboxExec(b *testing.B) {
+	e := newBenchEnv(b)
+	ctx := context.Background()
+	if _, err := e.c.CreateSandbox(ctx, client.SandboxCreate{Name: "exec"}); err != nil {
+		b.Fatal(err)
+	}
+	execIn(b, e.c, "exec", client.ExecRequest{Args: []string{"true"}})
+	const n = 100
+	var ds []time.Duration
+	b.ResetTimer()
+	for range n {
+		t0 := time.Now()
+		if got := execIn(b, e.c, "exec", client.ExecRequest{Args: []string{"true"}}); got.Exit != 0 {
+			b.Fatalf("true = %+v", got)
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	b.StopTimer()
+	reportPercentiles(b, "exec-", ds)
+}
+
+// procMem sums VmRSS (from status) and Pss (from smaps_rollup), in KiB,
+// over the host processes whose command line names root.
+func procMem(tb testing.TB, root string) (rssKiB, pssKiB, procs int) {
+	tb.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, e := range ents {
+		dir := filepath.Join("/proc", e.Name())
+		cmd, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+		if err != nil || !strings.Contains(string(cmd), root) {
+			continue
+		}
+		rss, err1 := procField(filepath.Join(dir, "status"), "VmRSS:")
+		pss, err2 := procField(filepath.Join(dir, "smaps_rollup"), "Pss:")
+		if err1 != nil || err2 != nil {
+			continue // gone
+		}
+		rssKiB += rss
+		pssKiB += pss
+		procs++
+	}
+	return rssKiB, pssKiB, procs
+}
+
+// procField reads the KiB value of the line starting with key.
+func procField(path, key string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), key); ok {
+			fs := strings.Fields(rest)
+			if len(fs) > 0 {
+				return strconv.Atoi(fs[0])
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s: no %q line", path, key)
+}
+
+// BenchmarkSandboxMemory measures the memory of idle sandboxes (each ran
+// one `true`, then sat 3 s): the runsc processes' RSS and PSS for one
+// sandbox alone, then for 10 at once (divided by 10: shared pages count
+// once in PSS), and the growth of the server's Go heap (netstack, gateway
+// and bookkeeping live in the server process) per sandbox.
+func BenchmarkSandboxMemory(b *testing.B) {
+	e := newBenchEnv(b)
+	ctx := context.Background()
+	root := runtimeStateDir(e.cfg.DataDir)
+	var ms0 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	create := func(name string) {
+		if _, err := e.c.CreateSandbox(ctx, client.SandboxCreate{Name: name,
+			Network: client.NetworkRules{AllowOut: []string{benchPlainHost}, DenyOut: []string{"0.0.0.0/0", "::/0"}}}); err != nil {
+			b.Fatal(err)
+		}
+		execIn(b, e.c, name, client.ExecRequest{Args: []string{"true"}})
+	}
+	create("mem-0")
+	time.Sleep(3 * time.Second)
+	rss, pss, procs := procMem(b, root)
+	b.ReportMetric(float64(rss)/1024, "one-rss-MiB")
+	b.ReportMetric(float64(pss)/1024, "one-pss-MiB")
+	b.Logf("one idle sandbox: %d runsc processes, RSS %.1f MiB, PSS %.1f MiB", procs, float64(rss)/1024, float64(pss)/1024)
+	const n = 10
+	for i := 1; i < n; i++ {
+		create(fmt.Sprintf("mem-%d", i))
+	}
+	time.Sleep(3 * time.Second)
+	rss, pss, procs = procMem(b, root)
+	var ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms1)
+	heap := (float64(ms1.HeapInuse) - float64(ms0.HeapInuse)) / n / (1 << 20)
+	b.ReportMetric(float64(rss)/n/1024, "each-of-10-rss-MiB")
+	b.ReportMetric(float64(pss)/n/1024, "each-of-10-pss-MiB")
+	b.ReportMetric(heap, "server-heap-MiB/sandbox")
+	b.Logf("%d idle sandboxes: %d runsc processes, RSS %.1f MiB, PSS %.1f MiB each; server heap +%.2f MiB each",
+		n, procs, float64(rss)/n/1024, float64(pss)/n/1024, heap)
+}
+
+// curlStats turns curl's output "<bytes> <seconds>" into MB/s.
+func curlStats(b *testing.B, what, out string) float64 {
+	b.Helper()
+	fs := strings.Fields(out)
+	if len(fs) != 2 {
+		b.Fatalf("%s: curl -w output %q, want bytes and seconds", what, out)
+	}
+	n, err1 := strconv.ParseFloat(fs[0], 64)
+	secs, err2 := strconv.ParseFloat(fs[1], 64)
+	if err1 != nil || err2 != nil || secs <= 0 {
+		b.Fatalf("%s: curl -w output %q, want bytes and seconds", what, out)
+	}
+	if int(n) != benchBodySize {
+		b.Fatalf("%s: curl moved %d bytes, want %d", what, int(n), benchBodySize)
+	}
+	return n / secs / 1e6
+}
+
+// BenchmarkSandboxThroughput moves benchBodySize bytes with curl (HTTPS,
+// one connection) in each direction over four paths in one run: from the
+// host straight to the upstream (direct), from the host through the
+// explicit proxy (HTTPS_PROXY of the sandbox env endpoint), and from inside
+// a sandbox through TUN + netstack + gateway; each gateway path both for a
+// host with a secret bound (TLS intercepted) and one without (spliced).
+// curl runs with -k: the host curl does not trust the fake CAs, and
+// verification costs nothing measurable next to the transfer.
+func BenchmarkSandboxThroughput(b *testing.B) {
+	e := newBenchEnv(b)
+	ctx := context.Background()
+	if _, err := e.c.CreateSecret(ctx, client.SecretCreate{Name: "corp", Value: "corp-REALVALUE-0123456789abcdef",
+		Hosts: []client.HostAuth{{Host: benchSecretHost, Auth: client.AuthSlot{Type: client.SlotBearer}}}}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.c.CreateSandbox(ctx, client.SandboxCreate{Name: "tp", Secrets: map[string]string{"CORP_KEY": "corp"},
+		Network: client.NetworkRules{AllowOut: []string{benchSecretHost, benchPlainHost}, DenyOut: []string{"0.0.0.0/0", "::/0"}}}); err != nil {
+		b.Fatal(err)
+	}
+	env, err := e.c.SandboxEnv(ctx, "tp")
+	if err != nil {
+		b.Fatal(err)
+	}
+	proxy := ""
+	for _, kv := range env.Env {
+		if v, ok := strings.CutPrefix(kv, "HTTPS_PROXY="); ok {
+			proxy = v
+		}
+	}
+	if proxy == "" {
+		b.Fatal("sandbox env has no HTTPS_PROXY")
+	}
+	_, upPort, _ := strings.Cut(e.up.Listener.Addr().String(), ":")
+
+	const (
+		down = `curl -sS -k -o /dev/null -w '%{size_download} %{time_total}' `
+		// The upstream answers with the byte count it read; curl's
+		// size_upload would count the chunked framing too.
+		up = `head -c ` + "268435456" + ` /dev/zero | curl -sS -k -T - -w ' %{time_total}' `
+	)
+	if benchBodySize != 268435456 {
+		b.Fatal("benchBodySize and the upload command disagree")
+	}
+	host := func(what, script string) float64 {
+		b.Helper()
+		out, err := exec.Command("sh", "-c", script).Output()
+		if err != nil {
+			b.Fatalf("%s: %s: %v", what, script, err)
+		}
+		return curlStats(b, what, string(out))
+	}
+	inside := func(what, script string) float64 {
+		b.Helper()
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		var stdout, stderr strings.Builder
+		code, err := e.c.Exec(ectx, "tp", client.ExecRequest{Args: []string{"sh", "-c", script}}, &stdout, &stderr)
+		if err != nil || code != 0 {
+			b.Fatalf("%s: %s = %d, %v, stderr %q", what, script, code, err, stderr.String())
+		}
+		return curlStats(b, what, stdout.String())
+	}
+	type row struct {
+		name string
+		run  func() float64
+	}
+	for _, dir := range []struct{ name, cmd, path string }{{"down", down, "/big"}, {"up", up, "/up"}} {
+		direct := fmt.Sprintf("--connect-to %s:443:127.0.0.1:%s ", benchPlainHost, upPort)
+		rows := []row{
+			{"direct", func() float64 { return host("direct", dir.cmd+direct+"https://"+benchPlainHost+dir.path) }},
+			{"proxy-spliced", func() float64 {
+				return host("proxy spliced", dir.cmd+"-x '"+proxy+"' https://"+benchPlainHost+dir.path)
+			}},
+			{"proxy-intercepted", func() float64 {
+				return host("proxy intercepted", dir.cmd+"-x '"+proxy+"' https://"+benchSecretHost+dir.path)
+			}},
+			{"sandbox-spliced", func() float64 { return inside("sandbox spliced", dir.cmd+"https://"+benchPlainHost+dir.path) }},
+			{"sandbox-intercepted", func() float64 {
+				return inside("sandbox intercepted", dir.cmd+"https://"+benchSecretHost+dir.path)
+			}},
+		}
+		if dir.name == "down" {
+			// Control: the same download inside the sandbox over its own
+			// loopback (gVisor's TCP, no TUN, no gateway, no TLS), from a
+			// Python sender.
+			rows = append(rows, row{"sandbox-loopback-http", func() float64 {
+				return inside("sandbox loopback", `/usr/bin/python3 -c "`+loopbackSender+`" & sleep 1; `+
+					down+"http://127.0.0.1:8080/big")
+			}})
+		}
+		var directMBs float64
+		for _, r := range rows {
+			mbs := r.run()
+			if r.name == "direct" {
+				directMBs = mbs
+			}
+			b.ReportMetric(mbs, dir.name+"-"+r.name+"-MB/s")
+			b.Logf("%s %-20s %7.1f MB/s  %.2fx direct", dir.name, r.name, mbs, mbs/directMBs)
+		}
+	}
+}
+
+// loopbackSender answers one HTTP request on 127.0.0.1:8080 with
+// benchBodySize zero bytes.
+const loopbackSender = `import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', 8080))
+s.listen()
+c, _ = s.accept()
+c.recv(65536)
+c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 268435456\\r\\nConnection: close\\r\\n\\r\\n')
+b = bytes(1 << 20)
+for _ in range(256):
+    c.sendall(b)
+c.close()`
