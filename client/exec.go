@@ -50,6 +50,11 @@ func (c *Client) Exec(ctx context.Context, sandbox string, req ExecRequest, stdo
 		}
 		return 0, responseError(resp.StatusCode, data)
 	}
+	return readEvents(op, resp, stdout, stderr)
+}
+
+// readEvents reads an exec's event stream to its last event.
+func readEvents(op string, resp *http.Response, stdout, stderr io.Writer) (int, error) {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), maxExecLine)
 	for sc.Scan() {
@@ -76,4 +81,74 @@ func (c *Client) Exec(ctx context.Context, sandbox string, req ExecRequest, stdo
 		return 0, fmt.Errorf("%s: read stream: %w", op, stripURL(err))
 	}
 	return 0, errors.New(op + ": stream ended without an exit status")
+}
+
+// ExecInteractive is Exec with a standard input read as the command runs:
+// what stdin yields is sent at once (the connection is full duplex), and
+// its end closes the command's input. With req.TTY the command runs on a
+// pseudo-terminal and all its output arrives on stdout. req.Stdin, if set,
+// is sent first.
+func (c *Client) ExecInteractive(ctx context.Context, sandbox string, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (exitCode int, err error) {
+	const op = "exec"
+	if c.err != nil {
+		return 0, c.err
+	}
+	first, err := json.Marshal(req)
+	if err != nil {
+		return 0, fmt.Errorf("%s: encode request: %w", op, err)
+	}
+	pr, pw := io.Pipe()
+	// Closing the body ends the input pump if the command exits first.
+	defer pr.Close()
+	go func() {
+		if _, err := pw.Write(append(first, '\n')); err != nil {
+			return
+		}
+		pw.CloseWithError(pumpInput(stdin, pw))
+	}()
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+"/v1/sandboxes/"+seg(sandbox)+"/exec", pr)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", op, stripURL(err))
+	}
+	hr.Header.Set("Content-Type", "application/x-ndjson")
+	hr.Header.Set("Accept", "application/x-ndjson")
+	if c.token != "" {
+		hr.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(hr)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", op, stripURL(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+		if err != nil {
+			return 0, fmt.Errorf("%s: read response: %w", op, err)
+		}
+		return 0, responseError(resp.StatusCode, data)
+	}
+	return readEvents(op, resp, stdout, stderr)
+}
+
+// pumpInput sends what r yields as ExecInput lines, then an EOF line.
+func pumpInput(r io.Reader, w io.Writer) error {
+	enc := json.NewEncoder(w)
+	if r != nil {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := r.Read(buf)
+			if n > 0 {
+				if werr := enc.Encode(ExecInput{Stdin: buf[:n]}); werr != nil {
+					return werr
+				}
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("read stdin: %w", err)
+			}
+		}
+	}
+	return enc.Encode(ExecInput{EOF: true})
 }

@@ -92,6 +92,10 @@ type SandboxCreate struct {
 	// Secrets maps environment variable names to secret names.
 	Secrets map[string]string `json:"secrets,omitempty"`
 	Network NetworkRules      `json:"network"`
+	// Timeout, if set, is how long the sandbox may run (a Go duration such
+	// as "30m", at most "24h"). When it has passed, the sandbox is stopped
+	// and its state becomes "expired"; the record stays until deleted.
+	Timeout string `json:"timeout,omitempty"`
 }
 
 // Sandbox is a sandbox record. Bindings carry the stand-ins the sandbox sees
@@ -103,6 +107,9 @@ type Sandbox struct {
 	Network   NetworkRules `json:"network"`
 	Bindings  []Binding    `json:"bindings"`
 	CreatedAt time.Time    `json:"createdAt"`
+	// ExpiresAt is when the sandbox's timeout stops it; nil if it has none
+	// (or it has passed).
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
 // Binding attaches a secret to a sandbox under an environment variable.
@@ -214,8 +221,26 @@ type ExecRequest struct {
 	// Dir is the working directory; empty means the sandbox's $HOME.
 	Dir string `json:"dir,omitempty"`
 	// Stdin is the command's standard input (base64 in JSON), at most
-	// 1 MiB; empty means an empty input.
+	// 1 MiB; empty means an empty input. In an interactive exec it is the
+	// start of the input, and ExecInput lines carry the rest.
 	Stdin []byte `json:"stdin,omitempty"`
+	// TTY runs the command on a pseudo-terminal of Rows x Cols (zero
+	// means 24 x 80); its output, both streams merged, arrives as
+	// "stdout". The size is fixed when the command starts.
+	TTY  bool   `json:"tty,omitempty"`
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+}
+
+// ExecInput is a line of an interactive exec's request body (Content-Type
+// application/x-ndjson): the first line is the ExecRequest, each later one
+// an ExecInput. The end of the body, or EOF, closes the command's input.
+type ExecInput struct {
+	// Stdin is more input for the command (base64 in JSON), at most 1 MiB
+	// a line.
+	Stdin []byte `json:"stdin,omitempty"`
+	// EOF closes the command's standard input.
+	EOF bool `json:"eof,omitempty"`
 }
 
 // ExecEvent is one line of the NDJSON stream that answers an exec: output

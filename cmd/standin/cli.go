@@ -33,13 +33,15 @@ Usage:
   standin secret list | get NAME | rotate NAME | delete NAME
   standin secret sandboxes NAME
   standin secret activity NAME [--sandbox S] [--status 4xx] [--since 1h] [--follow]
-  standin sandbox create NAME [--secret ENV=SECRET]... [--allow-out X]... [--deny-out X]...
+  standin sandbox create NAME [--secret ENV=SECRET]... [--allow-out X]... [--deny-out X]... [--timeout 30m]
   standin sandbox list | get NAME | delete NAME
   standin sandbox attach NAME ENV=SECRET
   standin sandbox detach NAME ENV
   standin sandbox network NAME [--allow-out X]... [--deny-out X]... [--inspect all]
   standin sandbox env NAME
   standin exec NAME [--] CMD [ARGS...]
+  standin shell NAME [--] [CMD [ARGS...]]
+  standin cp LOCAL NAME:/PATH | NAME:/PATH LOCAL
   standin ca export
   standin providers
   standin admin rotate-master-key [--data-dir DIR]
@@ -120,6 +122,10 @@ func run(ctx context.Context, args []string, stdio *IO) error {
 		return cmdSandbox(ctx, rest, stdio)
 	case "exec":
 		return cmdExec(ctx, rest, stdio)
+	case "cp":
+		return cmdCp(ctx, rest, stdio)
+	case "shell":
+		return cmdShell(ctx, rest, stdio)
 	case "providers":
 		return cmdProviders(ctx, rest, stdio)
 	case "ca":

@@ -16,6 +16,8 @@ Usage: standin sandbox COMMAND
 
 Commands:
   create NAME [--secret ENV=SECRET]... [--allow-out X]... [--deny-out X]...
+         [--timeout 30m]    create and start; --timeout stops it after that
+                            long (at most 24h), its state becomes "expired"
   list                      list sandboxes
   get NAME                  show a sandbox, its rules and stand-in variables
   delete NAME               delete; its stand-ins stop working at once
@@ -36,6 +38,7 @@ through an allow CIDR inside their range (10.0.0.0/8, 169.254.169.254/32):
 Examples:
   standin sandbox create agent-1 --secret ANTHROPIC_API_KEY=anthropic-prod \
       --allow-out api.anthropic.com --deny-out 0.0.0.0/0 --deny-out ::/0
+  standin sandbox create scratch --timeout 30m
   standin sandbox attach agent-1 GITHUB_TOKEN=gh-bot
   standin sandbox detach agent-1 GITHUB_TOKEN
   standin sandbox network agent-1 --allow-out '*.github.com' --deny-out 0.0.0.0/0
@@ -61,18 +64,19 @@ func parseBinding(s string) (env, secret string, err error) {
 }
 
 func sandboxCreate(ctx context.Context, args []string, stdio *IO) error {
-	fs := newFlags("sandbox create", "\nUsage: standin sandbox create NAME [--secret ENV=SECRET]... [--allow-out X]... [--deny-out X]... [--inspect all]\n"+sandboxHelp[strings.Index(sandboxHelp, "\nNetwork rules"):], stdio)
+	fs := newFlags("sandbox create", "\nUsage: standin sandbox create NAME [--secret ENV=SECRET]... [--allow-out X]... [--deny-out X]... [--inspect all] [--timeout DURATION]\n"+sandboxHelp[strings.Index(sandboxHelp, "\nNetwork rules"):], stdio)
 	var secrets, allow, deny multiFlag
 	fs.Var(&secrets, "secret", "bind secret SECRET under env var ENV: ENV=SECRET (repeatable)")
 	fs.Var(&allow, "allow-out", "allow a domain, *.domain or CIDR (repeatable)")
 	fs.Var(&deny, "deny-out", "deny a domain, *.domain or CIDR (repeatable)")
 	inspect := fs.String("inspect", "", `"all" terminates and logs every TLS flow, not only those with a secret`)
+	timeout := fs.String("timeout", "", `stop the sandbox after this long ("30m", "2h"; at most 24h); its state becomes "expired"`)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args, 1, 1, "NAME")
 	if err != nil {
 		return err
 	}
-	req := client.SandboxCreate{Name: pos[0], Secrets: map[string]string{},
+	req := client.SandboxCreate{Name: pos[0], Secrets: map[string]string{}, Timeout: *timeout,
 		Network: client.NetworkRules{AllowOut: nonNil(allow), DenyOut: nonNil(deny), Inspect: *inspect}}
 	for _, s := range secrets {
 		env, sec, err := parseBinding(s)
@@ -111,6 +115,9 @@ func printSandbox(w io.Writer, sb client.Sandbox) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "name:\t%s\nstate:\t%s\ncreated:\t%s\n", sb.Name, sb.State, sb.CreatedAt.Format(time.RFC3339))
 	fmt.Fprintf(tw, "allow-out:\t%s\ndeny-out:\t%s\n", orNone(sb.Network.AllowOut), orNone(sb.Network.DenyOut))
+	if sb.ExpiresAt != nil {
+		fmt.Fprintf(tw, "expires:\t%s\n", sb.ExpiresAt.Format(time.RFC3339))
+	}
 	if sb.Network.Inspect != "" {
 		fmt.Fprintf(tw, "inspect:\t%s\n", sb.Network.Inspect)
 	}

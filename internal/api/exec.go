@@ -1,15 +1,19 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/standin/standin/client"
 	"github.com/standin/standin/internal/sandbox"
@@ -79,10 +83,29 @@ func (s *Server) startSandbox(r *http.Request, sb *store.Sandbox) error {
 }
 
 // exec answers POST /v1/sandboxes/{name}/exec with an NDJSON stream of
-// client.ExecEvent: output as it arrives, then the exit status.
+// client.ExecEvent: output as it arrives, then the exit status. A request
+// body of Content-Type application/x-ndjson is interactive: an ExecRequest
+// line, then client.ExecInput lines fed to the command as they arrive (the
+// connection is full duplex).
 func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
 	var req client.ExecRequest
-	if err := decodeBodyLimit(w, r, &req, maxExecBody); err != nil {
+	var input *bufio.Scanner
+	rc := http.NewResponseController(w)
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == ndjson {
+		// Full duplex first: without it net/http reads the rest of the body
+		// before sending any response, an error included, and the client
+		// sends its input only as it comes. HTTP/2 is full duplex anyway.
+		if err := rc.EnableFullDuplex(); err != nil && r.ProtoMajor == 1 {
+			return fmt.Errorf("interactive exec: %w", err)
+		}
+		input = bufio.NewScanner(r.Body)
+		input.Buffer(make([]byte, 0, 64<<10), maxExecBody)
+		if err := scanLine(input, &req); errors.Is(err, io.EOF) {
+			return badRequest(CodeInvalidJSON, "request body is empty; send an ExecRequest line")
+		} else if err != nil {
+			return err
+		}
+	} else if err := decodeBodyLimit(w, r, &req, maxExecBody); err != nil {
 		return err
 	}
 	if len(req.Args) == 0 || req.Args[0] == "" {
@@ -126,14 +149,44 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
 	}
 	env = append(env, req.Env...)
 
-	w.Header().Set("Content-Type", "application/x-ndjson")
+	var stdin io.Reader = bytes.NewReader(req.Stdin)
+	if input != nil {
+		pr, pw := io.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if len(req.Stdin) > 0 {
+				if _, err := pw.Write(req.Stdin); err != nil {
+					return
+				}
+			}
+			pw.CloseWithError(feedInput(input, pw))
+		}()
+		defer func() {
+			// The handler must not return while the body is being read:
+			// end a blocked read, then wait for the reader.
+			pr.Close()
+			select {
+			case <-done:
+			default:
+				// The past deadline also keeps the connection from being
+				// reused, which is what a half-read body needs anyway.
+				rc.SetReadDeadline(time.Now())
+				<-done
+			}
+		}()
+		stdin = pr
+	}
+
+	w.Header().Set("Content-Type", ndjson)
 	w.WriteHeader(http.StatusOK)
-	ew := &eventWriter{enc: json.NewEncoder(w), rc: http.NewResponseController(w)}
+	ew := &eventWriter{enc: json.NewEncoder(w), rc: rc}
 	ew.rc.Flush()
 	spec := sandbox.ExecSpec{
 		Args: req.Args, Env: env, Dir: req.Dir,
-		Stdin:  bytes.NewReader(req.Stdin),
+		Stdin:  stdin,
 		Stdout: ew.stream("stdout"), Stderr: ew.stream("stderr"),
+		TTY: req.TTY, Rows: req.Rows, Cols: req.Cols,
 	}
 	code, err := s.Sandboxes.Exec(r.Context(), sb.ID, spec)
 	switch {
@@ -150,6 +203,55 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
 		ew.write(client.ExecEvent{ExitCode: &code})
 	}
 	return nil
+}
+
+// ndjson is the media type of exec's streams.
+const ndjson = "application/x-ndjson"
+
+// scanLine decodes the next line of an interactive exec's body into v,
+// with decodeBody's rules.
+func scanLine(sc *bufio.Scanner, v any) error {
+	if !sc.Scan() {
+		if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+			return newError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "a line of the request body is larger than %d bytes", maxExecBody)
+		} else if err != nil {
+			return fmt.Errorf("read request body: %w", err)
+		}
+		return io.EOF
+	}
+	dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err, v)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest(CodeInvalidJSON, "each line of the request body must hold one JSON object")
+	}
+	return nil
+}
+
+// feedInput copies the ExecInput lines of an interactive exec to w until
+// the body ends or a line says EOF. A bad line ends the input, like the
+// end of the body: the output stream has started, so it has no status to
+// report it with, and the command sees its input close.
+func feedInput(sc *bufio.Scanner, w io.Writer) error {
+	for {
+		var in client.ExecInput
+		if err := scanLine(sc, &in); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if len(in.Stdin) > 0 {
+			if _, err := w.Write(in.Stdin); err != nil {
+				return err
+			}
+		}
+		if in.EOF {
+			return nil
+		}
+	}
 }
 
 func notRunning(sb *store.Sandbox) *Error {

@@ -121,6 +121,10 @@ func (t *teeWriter) WriteHeader(code int) {
 	t.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection (flushes,
+// full duplex).
+func (t *teeWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
+
 func (t *teeWriter) Write(p []byte) (int, error) {
 	if t.status == 0 {
 		t.status = http.StatusOK

@@ -19,6 +19,7 @@ const (
 	logKeyDuration  = "duration"
 	logKeyRequestID = "request_id"
 	logKeyError     = "error"
+	logKeySandboxID = "sandbox_id"
 )
 
 // reqInfo is what the middleware knows about a request.

@@ -88,7 +88,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"SandboxList": client.List[client.Sandbox]{}, "BindingList": client.List[client.Binding]{},
 		"ErrorBody": client.ErrorBody{}, "ErrorDetail": client.ErrorDetail{},
 		"SandboxEnv": client.SandboxEnv{}, "CACert": client.CACert{},
-		"ExecRequest": client.ExecRequest{}, "ExecEvent": client.ExecEvent{},
+		"ExecRequest": client.ExecRequest{}, "ExecEvent": client.ExecEvent{}, "ExecInput": client.ExecInput{},
 		"Health": struct {
 			Status string `json:"status"`
 		}{},
@@ -184,7 +184,8 @@ func TestErrorCodesDocumented(t *testing.T) {
 	got := doc.Components.Schemas.ErrorDetail.Properties.Code.Enum
 	want := []string{CodeInvalidJSON, CodeRequestTooLarge, CodeUnknownProvider, CodeInvalidHost, CodeInvalidEnvVar,
 		CodeInvalidName, CodeValueTooLarge, CodeInvalidValue, CodeInvalidField, CodeInvalidQuery, CodeAlreadyExists,
-		CodeConflict, CodeNotFound, CodeInvalidRule, CodeMethodNotAllowed, CodeUnauthorized, CodeInternal}
+		CodeConflict, CodeNotFound, CodeInvalidRule, CodeMethodNotAllowed, CodeUnauthorized, CodeInternal,
+		CodeNotRunning, CodeRuntimeUnavailable, CodeStartFailed, CodeFileFailed}
 	sort.Strings(got)
 	sort.Strings(want)
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -35,5 +35,7 @@ var routes = []route{
 	{method: http.MethodPut, path: "/v1/sandboxes/{name}/network", handle: (*Server).setNetwork},
 	{method: http.MethodGet, path: "/v1/sandboxes/{name}/env", handle: (*Server).sandboxEnv},
 	{method: http.MethodPost, path: "/v1/sandboxes/{name}/exec", handle: (*Server).exec},
+	{method: http.MethodPut, path: "/v1/sandboxes/{name}/files", handle: (*Server).putFile},
+	{method: http.MethodGet, path: "/v1/sandboxes/{name}/files", handle: (*Server).getFile},
 	{method: http.MethodGet, path: "/v1/ca", handle: (*Server).caCert},
 }

@@ -33,6 +33,10 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err := validateNetwork(req.Network); err != nil {
 		return err
 	}
+	timeout, err := parseTimeout(req.Timeout)
+	if err != nil {
+		return err
+	}
 	if len(req.Secrets) > maxBindings {
 		return badRequest(CodeInvalidField, "secrets has %d entries; the limit is %d", len(req.Secrets), maxBindings)
 	}
@@ -77,6 +81,9 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request) error {
 		if err := s.startSandbox(r, sb); err != nil {
 			return err
 		}
+	}
+	if timeout > 0 {
+		s.expireAfter(sb.ID, timeout)
 	}
 	out, err := s.sandboxOut(sb, bs)
 	if err != nil {
@@ -147,6 +154,9 @@ func (s *Server) sandboxOut(sb *store.Sandbox, bs []store.Binding) (client.Sandb
 	out := client.Sandbox{
 		ID: sb.ID, Name: sb.Name, State: sb.State, Network: normalizeNetwork(sb.Network),
 		Bindings: make([]client.Binding, 0, len(bs)), CreatedAt: sb.CreatedAt,
+	}
+	if at, ok := s.expiresAt(sb.ID); ok {
+		out.ExpiresAt = &at
 	}
 	for i := range bs {
 		cb, err := s.bindingOut(sb.Name, &bs[i])
@@ -233,6 +243,7 @@ func (s *Server) deleteSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.cancelTimeout(sb.ID)
 	if s.Sandboxes != nil {
 		if err := s.Sandboxes.Stop(context.WithoutCancel(r.Context()), sb.ID); err != nil {
 			return fmt.Errorf("stop sandbox: %w", err)

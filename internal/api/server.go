@@ -60,6 +60,9 @@ type Server struct {
 	// one, DELETE stops it, exec runs commands in it. If nil, sandboxes are
 	// records only (for sandboxes standin does not run) and exec answers 409.
 	Sandboxes Runner
+
+	timeouts    timeouts
+	maxFileSize int64 // if zero, MaxFileSize
 }
 
 func (s *Server) logger() *slog.Logger {

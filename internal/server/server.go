@@ -100,7 +100,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		proxyAddr = proxyL.Addr().String()
 	}
-	h := (&api.Server{
+	apiSrv := &api.Server{
 		Store:   d.Store,
 		Vault:   d.Vault,
 		Minter:  d.Minter,
@@ -112,7 +112,11 @@ func (s *Server) Run(ctx context.Context) error {
 		CACert:  gwCA(gw),
 
 		Sandboxes: sandboxes,
-	}).Handler()
+	}
+	// Deferred after stopAll, so it runs first: no timeout fires while the
+	// sandboxes are being stopped.
+	defer apiSrv.Close()
+	h := apiSrv.Handler()
 
 	var listeners []net.Listener
 	defer func() {

@@ -279,8 +279,11 @@ func (st *Stack) Close() error {
 		st.tcpDNS.Close()
 		st.s.Close() // aborts every endpoint, which ends the DNS goroutines
 		st.wg.Wait()
-		st.s.Wait() // removes the NIC, which stops the TUN reader
+		// Stop the TUN reader before Stack.Wait: Wait holds the stack's
+		// lock while it waits for the link, and a reader delivering a
+		// packet needs that lock (a deadlock seen in tests).
 		st.link.Close()
+		st.s.Wait()
 	})
 	return nil
 }
