@@ -50,6 +50,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	if err := harden(); err != nil {
+		return err
+	}
 	d, err := OpenData(ctx, cfg.DataDir, logger)
 	if err != nil {
 		return err
