@@ -29,11 +29,17 @@ func (c *Client) Exec(ctx context.Context, sandbox string, req ExecRequest, stdo
 	if err != nil {
 		return 0, fmt.Errorf("%s: encode request: %w", op, err)
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+"/v1/sandboxes/"+seg(sandbox)+"/exec", bytes.NewReader(body))
+	return c.postExec(ctx, op, sandbox, "application/json", bytes.NewReader(body), stdout, stderr)
+}
+
+// postExec sends an exec request body of contentType and reads the event
+// stream it answers with.
+func (c *Client) postExec(ctx context.Context, op, sandbox, contentType string, body io.Reader, stdout, stderr io.Writer) (int, error) {
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+"/v1/sandboxes/"+seg(sandbox)+"/exec", body)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", op, stripURL(err))
 	}
-	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set("Content-Type", contentType)
 	hr.Header.Set("Accept", "application/x-ndjson")
 	if c.token != "" {
 		hr.Header.Set("Authorization", "Bearer "+c.token)
@@ -106,28 +112,7 @@ func (c *Client) ExecInteractive(ctx context.Context, sandbox string, req ExecRe
 		}
 		pw.CloseWithError(pumpInput(stdin, pw))
 	}()
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+"/v1/sandboxes/"+seg(sandbox)+"/exec", pr)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", op, stripURL(err))
-	}
-	hr.Header.Set("Content-Type", "application/x-ndjson")
-	hr.Header.Set("Accept", "application/x-ndjson")
-	if c.token != "" {
-		hr.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(hr)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", op, stripURL(err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
-		if err != nil {
-			return 0, fmt.Errorf("%s: read response: %w", op, err)
-		}
-		return 0, responseError(resp.StatusCode, data)
-	}
-	return readEvents(op, resp, stdout, stderr)
+	return c.postExec(ctx, op, sandbox, "application/x-ndjson", pr, stdout, stderr)
 }
 
 // pumpInput sends what r yields as ExecInput lines, then an EOF line.
