@@ -29,7 +29,8 @@ The config file is JSON; every field is optional:
    "gateway": {"listen": "127.0.0.1:8721",
                "hosts": {"api.openai.com": "10.1.2.3:443"},
                "dialGuard": ["203.0.113.0/24"],
-               "upstreamCAFile": "/etc/ssl/internal-ca.pem"},
+               "upstreamCAFile": "/etc/ssl/internal-ca.pem",
+               "resolver": "10.0.0.53:53"},
    "runtime": "gvisor", "runscPath": "/usr/local/bin/runsc"}
 Flags override the file.
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,6 +69,12 @@ type GatewayConfig struct {
 	// UpstreamCAFile is a PEM bundle of extra roots for verifying upstream
 	// servers (an internal CA). Default: the system roots only.
 	UpstreamCAFile string `json:"upstreamCAFile"`
+	// Resolver is the DNS server ("host:port", UDP and TCP) the gateway
+	// asks for upstream addresses, e.g. an internal resolver, or a test's
+	// own on loopback. Default: the system resolver (/etc/resolv.conf,
+	// /etc/hosts). Its answers are checked like any other: special
+	// addresses need an allow CIDR, and DialGuard still applies.
+	Resolver string `json:"resolver"`
 }
 
 // LogConfig configures logging.
@@ -169,6 +176,11 @@ func (c *Config) Validate() error {
 	}
 	if _, err := gateway.ParseOverrides(c.Gateway.Hosts); err != nil {
 		return &ConfigError{"gateway.hosts", "", err.Error()}
+	}
+	if c.Gateway.Resolver != "" {
+		if _, err := netip.ParseAddrPort(c.Gateway.Resolver); err != nil {
+			return &ConfigError{"gateway.resolver", c.Gateway.Resolver, "want an IP address and port such as 10.0.0.53:53"}
+		}
 	}
 	switch c.Runtime {
 	case "":

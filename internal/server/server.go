@@ -229,10 +229,14 @@ func newGateway(cfg Config, d *Data, logger *slog.Logger) (*gateway.Gateway, *au
 			return nil, nil, fmt.Errorf("gateway.upstreamCAFile %s: no PEM certificate in it", cfg.Gateway.UpstreamCAFile)
 		}
 	}
+	dialer := &gateway.Dialer{Overrides: overrides, Guard: guard}
+	if cfg.Gateway.Resolver != "" {
+		dialer.Resolver = dnsResolver(cfg.Gateway.Resolver)
+	}
 	aud := &audit.Writer{Store: d.Store, Logger: logger.With("component", "audit")}
 	gw, err := gateway.New(gateway.Config{
 		Store: d.Store, Vault: d.Vault, Minter: d.Minter, CA: ca,
-		Dialer:        &gateway.Dialer{Overrides: overrides, Guard: guard},
+		Dialer:        dialer,
 		Audit:         aud,
 		UpstreamRoots: roots,
 		Logger:        logger.With("component", "gateway"),
@@ -241,6 +245,18 @@ func newGateway(cfg Config, d *Data, logger *slog.Logger) (*gateway.Gateway, *au
 		return nil, nil, err
 	}
 	return gw, aud, nil
+}
+
+// dnsResolver sends every DNS query to the server at addr (host:port), over
+// UDP or TCP as the Go resolver chooses; /etc/hosts still comes first.
+func dnsResolver(addr string) *net.Resolver {
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}
 }
 
 func gwCA(gw *gateway.Gateway) []byte { return gw.CA().CertPEM() }
