@@ -1,4 +1,4 @@
-package e2e
+package harness
 
 import (
 	"crypto/ecdsa"
@@ -38,9 +38,9 @@ var (
 	handlers   = map[string]http.Handler{}
 )
 
-// register serves host with h. Call it from an init function: the set of
+// Register serves host with h. Call it from an init function: the set of
 // names is fixed when the server starts.
-func register(host string, h http.Handler) {
+func Register(host string, h http.Handler) {
 	handlersMu.Lock()
 	defer handlersMu.Unlock()
 	if _, dup := handlers[host]; dup {
@@ -49,8 +49,8 @@ func register(host string, h http.Handler) {
 	handlers[host] = h
 }
 
-// received is one request as the fake upstream saw it.
-type received struct {
+// Received is one request as the fake upstream saw it.
+type Received struct {
 	Host   string
 	Method string
 	Path   string // with the raw query
@@ -59,20 +59,20 @@ type received struct {
 	Body   []byte // the first 1 MiB
 }
 
-// upstream is the local TLS server behind every fake host.
-type upstream struct {
-	addr   string // 127.0.0.1:port
-	caFile string
+// Upstream is the local TLS server behind every fake host.
+type Upstream struct {
+	Addr   string // 127.0.0.1:port
+	CAFile string
 	ln     net.Listener
 	srv    *http.Server
 
 	mu   sync.Mutex
-	seen []received
+	seen []Received
 }
 
-func startUpstream(dir string) (*upstream, error) {
-	u := &upstream{}
-	names := u.names()
+func startUpstream(dir string) (*Upstream, error) {
+	u := &Upstream{}
+	names := u.Names()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -101,15 +101,15 @@ func startUpstream(dir string) (*upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	u.caFile = filepath.Join(dir, "upstream-ca.pem")
-	if err := os.WriteFile(u.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
+	u.CAFile = filepath.Join(dir, "upstream-ca.pem")
+	if err := os.WriteFile(u.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
 		return nil, err
 	}
 	u.ln, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	u.addr = u.ln.Addr().String()
+	u.Addr = u.ln.Addr().String()
 	u.srv = &http.Server{
 		Handler: u,
 		TLSConfig: &tls.Config{
@@ -122,10 +122,10 @@ func startUpstream(dir string) (*upstream, error) {
 	return u, nil
 }
 
-func (u *upstream) close() { u.srv.Close() }
+func (u *Upstream) close() { u.srv.Close() }
 
-// names lists the registered hosts, sorted.
-func (u *upstream) names() []string {
+// Names lists the registered hosts, sorted.
+func (u *Upstream) Names() []string {
 	handlersMu.Lock()
 	defer handlersMu.Unlock()
 	var names []string
@@ -138,12 +138,12 @@ func (u *upstream) names() []string {
 
 // ServeHTTP records the request (keeping its body readable for the handler)
 // and hands it to the host's handler.
-func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	rec := received{Host: host, Method: r.Method, Path: r.URL.RequestURI(), Proto: r.Proto, Header: r.Header.Clone()}
+	rec := Received{Host: host, Method: r.Method, Path: r.URL.RequestURI(), Proto: r.Proto, Header: r.Header.Clone()}
 	u.mu.Lock()
 	u.seen = append(u.seen, rec)
 	r.Body = &recordingBody{r: r.Body, u: u, idx: len(u.seen) - 1}
@@ -163,7 +163,7 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // handler reads it.
 type recordingBody struct {
 	r   io.ReadCloser
-	u   *upstream
+	u   *Upstream
 	idx int
 }
 
@@ -181,11 +181,11 @@ func (b *recordingBody) Read(p []byte) (int, error) {
 
 func (b *recordingBody) Close() error { return b.r.Close() }
 
-// requests returns what reached host so far (every host if host is "").
-func (u *upstream) requests(host string) []received {
+// Requests returns what reached host so far (every host if host is "").
+func (u *Upstream) Requests(host string) []Received {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	var out []received
+	var out []Received
 	for _, r := range u.seen {
 		if host == "" || r.Host == host {
 			r.Header = r.Header.Clone()
@@ -196,17 +196,17 @@ func (u *upstream) requests(host string) []received {
 	return out
 }
 
-// mark returns a position in the record; since returns what arrived after
+// Mark returns a position in the record; Since returns what arrived after
 // it, so a test looks only at its own requests.
-func (u *upstream) mark() int {
+func (u *Upstream) Mark() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return len(u.seen)
 }
 
-func (u *upstream) since(mark int, host string) []received {
-	all := u.requests("")
-	var out []received
+func (u *Upstream) Since(mark int, host string) []Received {
+	all := u.Requests("")
+	var out []Received
 	for _, r := range all[min(mark, len(all)):] {
 		if host == "" || r.Host == host {
 			out = append(out, r)
@@ -215,9 +215,9 @@ func (u *upstream) since(mark int, host string) []received {
 	return out
 }
 
-// contains says whether s is anywhere in the request: request line,
+// Contains says whether s is anywhere in the request: request line,
 // headers or body.
-func (r received) contains(s string) bool {
+func (r Received) Contains(s string) bool {
 	if strings.Contains(r.Path, s) || strings.Contains(string(r.Body), s) {
 		return true
 	}
@@ -231,15 +231,15 @@ func (r received) contains(s string) bool {
 	return false
 }
 
-func (r received) String() string {
+func (r Received) String() string {
 	return fmt.Sprintf("%s %s%s (%s)", r.Method, r.Host, r.Path, r.Proto)
 }
 
-// valueForms are the encodings a leaked value could take: raw, URL-encoded,
+// ValueForms are the encodings a leaked value could take: raw, URL-encoded,
 // hex and base64 (standard and URL alphabets, at each of the three byte
 // alignments it can have inside a longer encoded string, such as a Basic
 // credential).
-func valueForms(v string) []string {
+func ValueForms(v string) []string {
 	forms := []string{v, url.QueryEscape(v), hex.EncodeToString([]byte(v))}
 	for k := 0; k < 3; k++ {
 		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {

@@ -1,4 +1,4 @@
-package e2e
+package harness
 
 import (
 	"fmt"
@@ -23,10 +23,10 @@ var (
 	attacks   []attackResult
 )
 
-// recordAttack notes the outcome of one attack. stopped means the attack
+// RecordAttack notes the outcome of one attack. stopped means the attack
 // failed the specific way the test expects; leaks counts real values seen
 // where the attacker could read them.
-func recordAttack(t testing.TB, name string, stopped bool, leaks int) {
+func RecordAttack(t testing.TB, name string, stopped bool, leaks int) {
 	t.Helper()
 	attacksMu.Lock()
 	attacks = append(attacks, attackResult{name, stopped, leaks})

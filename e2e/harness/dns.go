@@ -1,23 +1,24 @@
-package e2e
+package harness
 
 import (
 	"encoding/binary"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 
 	"golang.org/x/net/dns/dnsmessage"
 )
 
-// rebindDNS is the gateway's only DNS server in these tests
+// RebindDNS is the gateway's only DNS server in these tests
 // (gateway.resolver). It knows the rebinding names below and answers
 // NXDOMAIN to everything else, so no upstream lookup can ever name an
 // address off this machine. The addresses it gives are ones the gateway must
 // refuse: with its dial guard at 127.0.0.0/8 a broken check still sends
 // nothing off the machine.
-var rebindRecords = map[string][]netip.Addr{
+var RebindRecords = map[string][]netip.Addr{
 	"rebind-loopback.e2e.test.": {netip.MustParseAddr("127.0.0.1")},
 	"rebind-private.e2e.test.":  {netip.MustParseAddr("10.0.0.1")},
 	"rebind-metadata.e2e.test.": {netip.MustParseAddr("169.254.169.254")},
@@ -26,14 +27,25 @@ var rebindRecords = map[string][]netip.Addr{
 	"rebind-mixed.e2e.test.": {netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("10.0.0.1")},
 }
 
-type rebindDNS struct {
-	addr string
+type RebindDNS struct {
+	Addr string // 127.0.0.1:port, UDP and TCP
 	udp  net.PacketConn
 	tcp  net.Listener
 	wg   sync.WaitGroup
+
+	mu      sync.Mutex
+	queries []string
 }
 
-func startRebindDNS() (*rebindDNS, error) {
+// Queries lists every name asked so far, lowercase with the final dot, in
+// order: what a DNS tunnel through the gateway's resolver would leak.
+func (d *RebindDNS) Queries() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.queries)
+}
+
+func startRebindDNS() (*RebindDNS, error) {
 	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -43,7 +55,7 @@ func startRebindDNS() (*rebindDNS, error) {
 		udp.Close()
 		return nil, err
 	}
-	d := &rebindDNS{addr: udp.LocalAddr().String(), udp: udp, tcp: tcp}
+	d := &RebindDNS{Addr: udp.LocalAddr().String(), udp: udp, tcp: tcp}
 	d.wg.Add(2)
 	go func() {
 		defer d.wg.Done()
@@ -53,7 +65,7 @@ func startRebindDNS() (*rebindDNS, error) {
 			if err != nil {
 				return
 			}
-			if resp := answer(buf[:n]); resp != nil {
+			if resp := d.answer(buf[:n]); resp != nil {
 				udp.WriteTo(resp, from)
 			}
 		}
@@ -76,7 +88,7 @@ func startRebindDNS() (*rebindDNS, error) {
 					if _, err := io.ReadFull(c, q); err != nil {
 						return
 					}
-					resp := answer(q)
+					resp := d.answer(q)
 					if resp == nil {
 						return
 					}
@@ -89,14 +101,14 @@ func startRebindDNS() (*rebindDNS, error) {
 	return d, nil
 }
 
-func (d *rebindDNS) close() {
+func (d *RebindDNS) close() {
 	d.udp.Close()
 	d.tcp.Close()
 	d.wg.Wait()
 }
 
 // answer builds the reply to one query; nil if it cannot be parsed.
-func answer(q []byte) []byte {
+func (d *RebindDNS) answer(q []byte) []byte {
 	var p dnsmessage.Parser
 	h, err := p.Start(q)
 	if err != nil {
@@ -106,8 +118,12 @@ func answer(q []byte) []byte {
 	if err != nil {
 		return nil
 	}
+	name := strings.ToLower(question.Name.String())
+	d.mu.Lock()
+	d.queries = append(d.queries, name)
+	d.mu.Unlock()
 	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired}
-	addrs, known := rebindRecords[strings.ToLower(question.Name.String())]
+	addrs, known := RebindRecords[name]
 	if !known {
 		rh.RCode = dnsmessage.RCodeNameError
 	}

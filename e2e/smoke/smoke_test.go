@@ -1,0 +1,48 @@
+// Package smoke checks the e2e harness itself with one secret, one sandbox
+// and curl.
+package smoke
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/standin/standin/e2e/harness"
+)
+
+const smokeHost = "smoke.e2e.test"
+
+func init() {
+	harness.Register(smokeHost, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "authorization=%s\n", r.Header.Get("Authorization"))
+	}))
+}
+
+func TestMain(m *testing.M) { harness.Main(m) }
+
+// TestSmoke: a custom secret, a sandbox, curl inside it; the real value
+// arrives upstream, only the stand-in is inside, and the echo of the real
+// value comes back as the stand-in.
+func TestSmoke(t *testing.T) {
+	real := harness.RealValue("smk_", 32)
+	sec := harness.NewSecret(t, real, "--host", smokeHost+"=bearer")
+	sb := harness.NewSandbox(t, "--secret", "SMOKE_KEY="+sec, "--allow-out", smokeHost, "--deny-out", "0.0.0.0/0")
+	stand := harness.StandIn(t, sb, "SMOKE_KEY")
+	if stand == "" || stand == real {
+		t.Fatalf("SMOKE_KEY inside = %d bytes, want a stand-in", len(stand))
+	}
+	mark := harness.Srv.Up.Mark()
+	r := harness.Sh(t, sb, `curl -sS --fail-with-body https://`+smokeHost+`/v1/ping -H "Authorization: Bearer $SMOKE_KEY"`)
+	if r.Code != 0 {
+		t.Fatalf("curl in sandbox: exit %d\n%s", r.Code, r.Output())
+	}
+	harness.AssertNoRealValue(t, "curl's output", r.Output())
+	if !strings.Contains(r.Stdout, "authorization=Bearer "+stand) {
+		t.Errorf("curl got %q, want the echo to show the stand-in (the gateway scrubs the reflected value)", r.Stdout)
+	}
+	got := harness.Srv.Up.Since(mark, smokeHost)
+	if len(got) != 1 || got[0].Header.Get("Authorization") != "Bearer "+real {
+		t.Fatalf("upstream got %d requests (%v), want one carrying the real value", len(got), got)
+	}
+}
