@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/standin/standin/internal/api"
 	"github.com/standin/standin/internal/gateway"
@@ -66,6 +69,14 @@ type runner struct {
 
 	rulesMu sync.Mutex
 	rules   map[string]policy.Rules // by sandbox id; nil when stale
+
+	// The pool: poolSize sandboxes started ahead, with no identity, which
+	// Start hands out; fillPool tops it up in the background.
+	poolSize int
+	pool     chan *running
+	poolWake chan struct{}
+	poolStop context.CancelFunc
+	poolDone chan struct{}
 }
 
 var _ api.Runner = (*runner)(nil)
@@ -75,8 +86,22 @@ type running struct {
 	inst   sandbox.Instance
 	ns     *netns.NS
 	st     *netstack.Stack
-	dir    string // <data dir>/sandboxes/<id>
+	dir    string // <data dir>/sandboxes/<instance id>
 	cancel context.CancelFunc
+
+	// sandboxID is whose sandbox this is: the API's id, which the rules and
+	// the gateway know it by. Empty while it waits in the pool, when its
+	// DNS answers nothing and its connections are dropped. The instance id
+	// (runsc's container, namespace, directory) is the sandbox id for a
+	// sandbox started on demand, and a pool id for one from the pool.
+	sandboxID atomic.Pointer[string]
+}
+
+func (r *running) owner() string {
+	if p := r.sandboxID.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 func newRunner(rt sandbox.Runtime, gw *gateway.Gateway, st store.Store, dataDir string, logger *slog.Logger) *runner {
@@ -224,7 +249,8 @@ func (o *runner) allow(ctx context.Context, id, name string) bool {
 	return ok && rs.Decide(policy.Dest{Host: name}).Allow
 }
 
-// Start implements api.Runner.
+// Start implements api.Runner: it takes a sandbox from the pool if one is
+// ready, else starts one.
 func (o *runner) Start(ctx context.Context, sb *store.Sandbox) (err error) {
 	o.mu.Lock()
 	if _, ok := o.live[sb.ID]; ok {
@@ -234,68 +260,105 @@ func (o *runner) Start(ctx context.Context, sb *store.Sandbox) (err error) {
 	o.live[sb.ID] = nil
 	o.mu.Unlock()
 
-	r := &running{dir: filepath.Join(o.sandboxesDir(), sb.ID)}
+	var r *running
+	select {
+	case r = <-o.pool:
+		o.wakePool()
+	default:
+	}
 	defer func() {
 		o.mu.Lock()
 		defer o.mu.Unlock()
 		if err != nil {
-			if terr := r.teardown(context.WithoutCancel(ctx)); terr != nil {
-				err = errors.Join(err, fmt.Errorf("undo: %w", terr))
-			}
 			delete(o.live, sb.ID)
 			return
 		}
 		o.live[sb.ID] = r
+	}()
+	if r != nil {
+		// Its identity is set before any process runs in it: from here on
+		// its DNS and connections follow sb's rules and secrets.
+		id := sb.ID
+		r.sandboxID.Store(&id)
+		o.log.Debug("sandbox from the pool", "sandbox_id", sb.ID, "instance", r.inst.ID())
+		return nil
+	}
+	r, err = o.build(ctx, sb.ID, sb.ID)
+	return err
+}
+
+// build starts a sandbox instance named instID, owned by sandbox owner (""
+// for the pool). On error nothing of it is left.
+func (o *runner) build(ctx context.Context, instID, owner string) (r *running, err error) {
+	r = &running{dir: filepath.Join(o.sandboxesDir(), instID)}
+	if owner != "" {
+		r.sandboxID.Store(&owner)
+	}
+	defer func() {
+		if err != nil {
+			if terr := r.teardown(context.WithoutCancel(ctx)); terr != nil {
+				err = errors.Join(err, fmt.Errorf("undo: %w", terr))
+			}
+			r = nil
+		}
 	}()
 	// Connections live as long as the sandbox, not the API request.
 	connCtx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 
 	if err := os.MkdirAll(o.sandboxesDir(), 0o700); err != nil {
-		return fmt.Errorf("start sandbox: %w", err)
+		return r, fmt.Errorf("start sandbox: %w", err)
 	}
 	if err := os.Mkdir(r.dir, 0o700); err != nil {
-		return fmt.Errorf("start sandbox: %w", err)
+		return r, fmt.Errorf("start sandbox: %w", err)
 	}
-	if r.ns, err = netns.Create(nsName(sb.ID), netns.Config{}); err != nil {
-		return fmt.Errorf("start sandbox: %w", err)
+	if r.ns, err = netns.Create(nsName(instID), netns.Config{}); err != nil {
+		return r, fmt.Errorf("start sandbox: %w", err)
 	}
-	id := sb.ID
 	r.st, err = netstack.New(r.ns.TUN, r.ns.Config.MTU, netstack.Options{
 		DNSAddr: r.ns.Config.Gateway,
-		Allow:   func(name string) bool { return o.allow(connCtx, id, name) },
+		Allow: func(name string) bool {
+			id := r.owner()
+			return id != "" && o.allow(connCtx, id, name)
+		},
 		TCP: func(c net.Conn, dst netip.AddrPort, name string) {
+			id := r.owner()
+			if id == "" {
+				c.Close()
+				return
+			}
 			o.gw.HandleConn(connCtx, c, gateway.ConnMeta{SandboxID: id, Dst: dst, Name: name})
 		},
 		Logger: o.log,
 	})
 	if err != nil {
-		return fmt.Errorf("start sandbox: %w", err)
+		return r, fmt.Errorf("start sandbox: %w", err)
 	}
 
 	resolv := filepath.Join(r.dir, "resolv.conf")
 	if err := os.WriteFile(resolv, []byte("nameserver "+r.ns.Config.Gateway.String()+"\n"), 0o644); err != nil {
-		return fmt.Errorf("start sandbox: %w", err)
+		return r, fmt.Errorf("start sandbox: %w", err)
 	}
 	bundle := filepath.Join(r.dir, "ca-certificates.crt")
 	host, err := os.ReadFile(hostCABundle)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("start sandbox: read host CA bundle: %w", err)
+		return r, fmt.Errorf("start sandbox: read host CA bundle: %w", err)
 	}
 	if len(host) > 0 && host[len(host)-1] != '\n' {
 		host = append(host, '\n')
 	}
 	if err := os.WriteFile(bundle, append(host, o.caPEM...), 0o644); err != nil {
-		return fmt.Errorf("start sandbox: %w", err)
+		return r, fmt.Errorf("start sandbox: %w", err)
 	}
 	var env []string
 	for _, k := range caEnvVars {
 		env = append(env, k+"="+sandboxCABundle)
 	}
 	// Stand-ins are not in Spec.Env: each Exec gets the current ones, so a
-	// detached secret is gone from the next command.
+	// detached secret is gone from the next command, and a sandbox from the
+	// pool carries nothing of its future owner.
 	r.inst, err = o.rt.Start(ctx, sandbox.Spec{
-		ID:    sb.ID,
+		ID:    instID,
 		Env:   env,
 		NetNS: r.ns.Path,
 		Mounts: []sandbox.Mount{
@@ -305,9 +368,93 @@ func (o *runner) Start(ctx context.Context, sb *store.Sandbox) (err error) {
 		Hide: []string{o.dataDir},
 	})
 	if err != nil {
-		return fmt.Errorf("start sandbox: %w", err)
+		return r, fmt.Errorf("start sandbox: %w", err)
 	}
-	return nil
+	return r, nil
+}
+
+// startPool starts keeping size sandboxes ready; stopAll ends it.
+func (o *runner) startPool(size int) {
+	if size <= 0 {
+		return
+	}
+	o.poolSize = size
+	o.pool = make(chan *running, size)
+	o.poolWake = make(chan struct{}, 1)
+	o.poolDone = make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	o.poolStop = cancel
+	go o.fillPool(ctx)
+	o.wakePool()
+}
+
+func (o *runner) wakePool() {
+	if o.poolWake == nil {
+		return
+	}
+	select {
+	case o.poolWake <- struct{}{}:
+	default:
+	}
+}
+
+// poolRetry is how long fillPool waits after a failed start.
+const poolRetry = 10 * time.Second
+
+// fillPool starts sandboxes, one at a time, while the pool has room. One
+// at a time keeps the pool's work from crowding out creates that found it
+// empty.
+func (o *runner) fillPool(ctx context.Context) {
+	defer close(o.poolDone)
+	for {
+		for len(o.pool) < o.poolSize {
+			var b [8]byte
+			rand.Read(b[:])
+			r, err := o.build(ctx, "pool-"+hex.EncodeToString(b[:]), "")
+			if ctx.Err() != nil {
+				if r != nil {
+					r.teardown(context.Background())
+				}
+				return
+			}
+			if err != nil {
+				o.log.Error("pre-start a sandbox for the pool", "error", err, "retry_in", poolRetry.String())
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(poolRetry):
+				}
+				continue
+			}
+			o.pool <- r // never blocks: only this goroutine adds
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-o.poolWake:
+		}
+	}
+}
+
+// drainPool stops the pool's filler and deletes its sandboxes.
+func (o *runner) drainPool(ctx context.Context) bool {
+	if o.poolStop == nil {
+		return true
+	}
+	o.poolStop()
+	<-o.poolDone
+	clean := true
+	for {
+		select {
+		case r := <-o.pool:
+			if err := r.teardown(ctx); err != nil {
+				o.log.Error("delete pooled sandbox", "instance", r.inst.ID(), "error", err)
+				clean = false
+			}
+		default:
+			return clean
+		}
+	}
 }
 
 // teardown releases what the sandbox uses, whatever was built of it.
@@ -389,7 +536,7 @@ func (o *runner) stopAll(ctx context.Context) {
 		}
 	}
 	o.mu.Unlock()
-	clean := true
+	clean := o.drainPool(ctx)
 	for _, id := range ids {
 		if err := o.Stop(ctx, id); err != nil {
 			o.log.Error("stop sandbox", "sandbox_id", id, "error", err)

@@ -135,13 +135,19 @@ func startServer(tb testing.TB, cfg Config) *client.Client {
 // more than once.
 func startServerStop(tb testing.TB, cfg Config) (*client.Client, func()) {
 	tb.Helper()
+	return startServerHook(tb, cfg, nil)
+}
+
+// startServerHook is startServerStop that calls onRunner with the runner.
+func startServerHook(tb testing.TB, cfg Config, onRunner func(*runner)) (*client.Client, func()) {
+	tb.Helper()
 	if err := cfg.Validate(); err != nil {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan Addrs, 1)
 	done := make(chan error, 1)
-	s := &Server{Config: cfg, Logger: slog.New(slog.DiscardHandler), Ready: func(a Addrs) { ready <- a }}
+	s := &Server{Config: cfg, Logger: slog.New(slog.DiscardHandler), Ready: func(a Addrs) { ready <- a }, onRunner: onRunner}
 	go func() { done <- s.Run(ctx) }()
 	var addrs Addrs
 	select {

@@ -38,6 +38,10 @@ type Server struct {
 	// Gateway, if non-nil, is called with the gateway once it exists
 	// (the sandbox runtime hands it connections; tests use it too).
 	Gateway func(*gateway.Gateway)
+
+	// onRunner, if non-nil, is called with the sandbox runner once it
+	// exists (tests and benchmarks watch the pool with it).
+	onRunner func(*runner)
 }
 
 // Run serves until ctx is done, then shuts down gracefully.
@@ -86,6 +90,10 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 		defer run.stopAll(context.Background())
+		run.startPool(cfg.Pool)
+		if s.onRunner != nil {
+			s.onRunner(run)
+		}
 		sandboxes = run
 		changed = func() { gw.Invalidate(); run.invalidate() }
 	}
@@ -162,7 +170,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	logger.Info("standin serving", "api", tcpAddr, "socket", sock, "proxy", proxyAddr, "data_dir", cfg.DataDir,
-		"master_key", d.Keyring.Source().String(), "master_key_id", d.Keyring.CurrentID(), "runtime", cfg.Runtime)
+		"master_key", d.Keyring.Source().String(), "master_key_id", d.Keyring.CurrentID(), "runtime", cfg.Runtime, "pool", cfg.Pool)
 	if s.Ready != nil {
 		s.Ready(Addrs{API: tcpAddr, Socket: sock, Proxy: proxyAddr})
 	}
