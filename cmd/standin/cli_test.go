@@ -11,10 +11,13 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/standin/standin/internal/sandbox/agent"
 	"github.com/standin/standin/internal/server"
 )
 
 func TestMain(m *testing.M) {
+	// Sandboxes started by these tests run this binary as their agent.
+	agent.Main()
 	testscript.Main(m, map[string]func(){
 		"standin": func() {
 			os.Exit(Main(context.Background(), os.Args[1:], &IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}))

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/standin/standin/internal/sandbox"
+	"github.com/standin/standin/internal/sandbox/agent"
 )
 
 // DefaultStateDir is where runsc's state and the bundles live when
@@ -71,6 +72,11 @@ type Config struct {
 	// large and include the command lines run in sandboxes.
 	DebugLogDir string
 
+	// Agent is the binary each sandbox runs as its first process, to run
+	// commands (see package agent): a binary whose main calls agent.Main.
+	// If empty, the running executable is used.
+	Agent string
+
 	// Logger receives start and delete events. If nil, slog.Default() is used.
 	Logger *slog.Logger
 }
@@ -82,6 +88,7 @@ type Runtime struct {
 	bundles string   // one directory per sandbox
 	hide    []string // hidden from every sandbox: the state and overlay dirs
 	flags   []string // passed to every runsc command
+	agent   string   // host path of the agent binary
 	log     *slog.Logger
 
 	mu   sync.Mutex
@@ -106,6 +113,17 @@ func New(cfg Config) (*Runtime, error) {
 	if fi, err := os.Stat(bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
 		return nil, fmt.Errorf("%w: runsc %q is not an executable file: run `make runsc` to build it", sandbox.ErrUnavailable, bin)
 	}
+	agentExe := cfg.Agent
+	if agentExe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("%w: find the agent binary: %w", sandbox.ErrUnavailable, err)
+		}
+		agentExe = exe
+	}
+	if fi, err := os.Stat(agentExe); err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+		return nil, fmt.Errorf("%w: agent %q is not an executable file", sandbox.ErrUnavailable, agentExe)
+	}
 	state := cfg.StateDir
 	if state == "" {
 		state = DefaultStateDir
@@ -116,6 +134,7 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	r := &Runtime{
 		runsc:   bin,
+		agent:   agentExe,
 		root:    filepath.Join(state, "runsc"),
 		bundles: filepath.Join(state, "bundles"),
 		log:     cfg.Logger,
@@ -237,7 +256,7 @@ func (r *Runtime) start(ctx context.Context, spec sandbox.Spec) (*Instance, erro
 	if err := os.WriteFile(empty, nil, 0o444); err != nil {
 		return nil, fmt.Errorf("create bundle: %w", err)
 	}
-	oci, err := bundleSpec(spec, empty, r.hide)
+	oci, err := bundleSpec(spec, empty, r.hide, r.agent)
 	if err != nil {
 		os.RemoveAll(bundle)
 		return nil, fmt.Errorf("%w: %w", sandbox.ErrInvalidSpec, err)
@@ -265,9 +284,28 @@ func (r *Runtime) start(ctx context.Context, spec sandbox.Spec) (*Instance, erro
 		args = []string{"--network=sandbox", "--gso=false"}
 	}
 	args = append(args, "run", "--detach", "--bundle="+bundle, spec.ID)
+	// The agent's stdin and stdout: runsc hands these to the sandbox's
+	// first process, and we keep the other ends.
+	toAgentR, toAgentW, err := os.Pipe()
+	if err != nil {
+		os.RemoveAll(bundle)
+		return nil, fmt.Errorf("agent pipe: %w", err)
+	}
+	fromAgentR, fromAgentW, err := os.Pipe()
+	if err != nil {
+		toAgentR.Close()
+		toAgentW.Close()
+		os.RemoveAll(bundle)
+		return nil, fmt.Errorf("agent pipe: %w", err)
+	}
 	cmd := r.command(ctx, args...)
-	cmd.Stderr = errFile
-	if err := cmd.Run(); err != nil {
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = toAgentR, fromAgentW, errFile
+	err = cmd.Run()
+	toAgentR.Close()
+	fromAgentW.Close()
+	if err != nil {
+		toAgentW.Close()
+		fromAgentR.Close()
 		msg := tail(errPath)
 		// Never leave a half-started container behind.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -283,8 +321,9 @@ func (r *Runtime) start(ctx context.Context, spec sandbox.Spec) (*Instance, erro
 		rt:     r,
 		id:     spec.ID,
 		bundle: bundle,
-		user:   user(spec),
 		env:    mergeEnv([]string{defaultPath, "HOME=" + sandbox.HomeDir, "LANG=C.UTF-8"}, spec.Env),
+		agent:  agent.NewClient(fromAgentR, toAgentW),
+		pipes:  []*os.File{toAgentW, fromAgentR},
 	}, nil
 }
 

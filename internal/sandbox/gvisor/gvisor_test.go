@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/standin/standin/internal/sandbox"
+	"github.com/standin/standin/internal/sandbox/agent"
 )
 
 func TestExec(t *testing.T) {
@@ -674,7 +675,7 @@ func TestOverlayDir(t *testing.T) {
 }
 
 // Output written before the command exited reaches a slow writer in full,
-// even when delivering it takes longer than drainIdle.
+// even when delivering it takes longer than agent.DrainIdle.
 func TestExecSlowWriter(t *testing.T) {
 	t.Parallel()
 	r := newRuntime(t)
@@ -685,7 +686,7 @@ func TestExecSlowWriter(t *testing.T) {
 	w := writerFunc(func(p []byte) (int, error) {
 		calls++
 		if calls == 1 {
-			time.Sleep(drainIdle + 500*time.Millisecond)
+			time.Sleep(agent.DrainIdle + 500*time.Millisecond)
 		}
 		got += len(p)
 		return len(p), nil

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/standin/standin/internal/sandbox"
+	"github.com/standin/standin/internal/sandbox/agent"
 )
 
 // The OCI runtime-spec types below are the subset runsc reads from a bundle's
@@ -86,11 +87,10 @@ type ociNamespace struct {
 	Path string `json:"path,omitempty"`
 }
 
-// initArgs is the sandbox's PID 1. It must reap: processes orphaned by a
-// command (`cmd &`) are re-parented to it, and a plain `sleep infinity`
-// would leave them as zombies. dash's `wait` calls waitpid(-1), so it reaps
-// any child, not only the sleep it started.
-var initArgs = []string{"/bin/sh", "-c", "while :; do sleep 2147483647 & wait; done"}
+// agentPath is where the agent binary (the daemon's own executable, see
+// package agent) is mounted read-only inside every sandbox; it runs as the
+// sandbox's PID 1, which also reaps orphans.
+const agentPath = "/.standin-agent"
 
 // defaultPath is PATH inside the sandbox (and for runsc itself).
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -153,8 +153,9 @@ func user(s sandbox.Spec) ociUser {
 
 // bundleSpec builds the config.json of a sandbox. empty is an empty file
 // used to hide host files; hide are paths always hidden in addition to
-// s.Hide (the runtime's own state).
-func bundleSpec(s sandbox.Spec, empty string, hide []string) (*ociSpec, error) {
+// s.Hide (the runtime's own state); agentExe is the host binary run as the
+// sandbox's agent.
+func bundleSpec(s sandbox.Spec, empty string, hide []string, agentExe string) (*ociSpec, error) {
 	u := user(s)
 	hostname := s.Hostname
 	if hostname == "" {
@@ -164,7 +165,7 @@ func bundleSpec(s sandbox.Spec, empty string, hide []string) (*ociSpec, error) {
 		Version: "1.0.2",
 		Process: &ociProcess{
 			User:            u,
-			Args:            initArgs,
+			Args:            []string{agentPath, agent.ArgAgent},
 			Env:             []string{defaultPath},
 			Cwd:             "/",
 			Capabilities:    noCaps(),
@@ -201,6 +202,10 @@ func bundleSpec(s sandbox.Spec, empty string, hide []string) (*ociSpec, error) {
 		}
 		spec.Mounts = append(spec.Mounts, m...)
 	}
+	spec.Mounts = append(spec.Mounts, ociMount{
+		Destination: agentPath, Type: "bind", Source: filepath.Clean(agentExe),
+		Options: []string{"bind", "ro", "nosuid", "nodev"},
+	})
 	for _, m := range s.Mounts {
 		mode := "ro"
 		if m.Writable {

@@ -32,7 +32,7 @@ func TestBundleSpecGolden(t *testing.T) {
 		UID:  1000,
 		GID:  1000,
 	}
-	got, err := bundleSpec(spec, "/run/standin/gvisor/bundles/sbx_1/empty", []string{"/run/standin/gvisor"})
+	got, err := bundleSpec(spec, "/run/standin/gvisor/bundles/sbx_1/empty", []string{"/run/standin/gvisor"}, "/usr/local/bin/standin")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,331 @@
+package agent
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// ErrGone means the agent stopped answering: the sandbox was deleted, or
+// its first process died.
+var ErrGone = errors.New("sandbox agent gone")
+
+// ErrStart means the command could not be started (not found, not
+// executable, bad directory); the wrapped message says why.
+var ErrStart = errors.New("cannot start command")
+
+// killWait is how long Exec waits for the exit of a command it killed
+// because its context ended.
+const killWait = 5 * time.Second
+
+// Client is the daemon's side of one sandbox's agent.
+type Client struct {
+	fw *frameWriter
+
+	mu     sync.Mutex
+	calls  map[uint32]*call
+	nextID uint32
+	err    error // why the agent is gone; set once
+	gone   chan struct{}
+}
+
+// NewClient talks to an agent that reads frames from w and writes them to
+// r. It reads r until it ends; then every Exec fails with ErrGone.
+func NewClient(r io.Reader, w io.Writer) *Client {
+	c := &Client{fw: &frameWriter{w: w}, calls: map[uint32]*call{}, gone: make(chan struct{})}
+	go c.read(r)
+	return c
+}
+
+// Gone is closed when the agent has stopped answering.
+func (c *Client) Gone() <-chan struct{} { return c.gone }
+
+func (c *Client) read(r io.Reader) {
+	var buf []byte
+	var err error
+	for {
+		var typ byte
+		var id uint32
+		var p []byte
+		typ, id, p, err = readFrame(r, &buf)
+		if err != nil {
+			break
+		}
+		c.mu.Lock()
+		cl := c.calls[id]
+		c.mu.Unlock()
+		if cl == nil {
+			continue // a command Exec gave up on
+		}
+		switch typ {
+		case tStdout, tStderr:
+			cl.out.push(typ, append([]byte(nil), p...))
+		case tStdinAck:
+			if len(p) == 4 {
+				cl.in.give(int(binary.BigEndian.Uint32(p)))
+			}
+		case tExit:
+			if len(p) == 4 {
+				cl.finish(int(int32(binary.BigEndian.Uint32(p))), nil)
+			}
+		case tFailed:
+			msg := string(p)
+			if len(msg) > 512 {
+				msg = msg[:512]
+			}
+			cl.finish(-1, fmt.Errorf("%w: %s", ErrStart, msg))
+		}
+	}
+	c.mu.Lock()
+	c.err = fmt.Errorf("%w: %v", ErrGone, err)
+	calls := c.calls
+	c.calls = map[uint32]*call{}
+	c.mu.Unlock()
+	close(c.gone)
+	for _, cl := range calls {
+		cl.finish(-1, c.err)
+	}
+}
+
+// Spec is a command to run.
+type Spec struct {
+	Args []string
+	Env  []string // the whole environment
+	Dir  string
+	TTY  bool
+	// Rows and Cols size the TTY; zero means 24 x 80.
+	Rows, Cols uint16
+	// Stdin, Stdout and Stderr are as in sandbox.ExecSpec: nil is empty
+	// input or discarded output; Stdout == Stderr is one combined stream.
+	// With TTY all output arrives on Stdout.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Resize, if non-nil, delivers new TTY sizes while the command runs.
+	Resize <-chan [2]uint16
+}
+
+// call is one Exec in progress.
+type call struct {
+	id   uint32
+	out  *outQueue
+	in   *credit
+	done chan struct{}
+	once sync.Once
+	code int
+	err  error
+}
+
+func (cl *call) finish(code int, err error) {
+	cl.once.Do(func() {
+		cl.code, cl.err = code, err
+		cl.out.close()
+		cl.in.close()
+		close(cl.done)
+	})
+}
+
+// Exec runs a command and waits for it: exit is its exit status (128+n if
+// it died of signal n). err is ErrStart if it could not start, ErrGone if
+// the sandbox went away, or ctx's error if ctx ended (the command is then
+// killed, with its process group).
+func (c *Client) Exec(ctx context.Context, s Spec) (exit int, err error) {
+	combined := s.Stdout != nil && sameWriter(s.Stdout, s.Stderr)
+	req := startReq{
+		Args: s.Args, Env: s.Env, Dir: s.Dir, TTY: s.TTY, Rows: s.Rows, Cols: s.Cols,
+		Stdin: s.Stdin != nil, Stdout: s.Stdout != nil, Stderr: s.Stderr != nil && !combined, Combined: combined,
+	}
+	if s.TTY {
+		req.Stdout, req.Stderr, req.Combined = true, false, false
+	}
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return -1, err
+	}
+
+	cl := &call{out: newOutQueue(), in: newCredit(), done: make(chan struct{})}
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return -1, c.err
+	}
+	c.nextID++
+	cl.id = c.nextID
+	c.calls[cl.id] = cl
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.calls, cl.id)
+		c.mu.Unlock()
+		cl.finish(-1, ErrGone) // no-op unless Exec returns early
+	}()
+
+	stdout, stderr := s.Stdout, s.Stderr
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil || combined || s.TTY {
+		stderr = stdout
+	}
+	written := make(chan struct{})
+	go c.deliver(cl, stdout, stderr, written)
+
+	if err := c.fw.write(tStart, cl.id, payload); err != nil {
+		return -1, fmt.Errorf("%w: %v", ErrGone, err)
+	}
+	if s.Stdin != nil {
+		go c.pumpStdin(cl, s.Stdin)
+	}
+	if s.Resize != nil && s.TTY {
+		go func() {
+			for {
+				select {
+				case <-cl.done:
+					return
+				case sz, ok := <-s.Resize:
+					if !ok {
+						return
+					}
+					var p [4]byte
+					binary.BigEndian.PutUint16(p[:], sz[0])
+					binary.BigEndian.PutUint16(p[2:], sz[1])
+					c.fw.write(tResize, cl.id, p[:])
+				}
+			}
+		}()
+	}
+
+	var ctxErr error
+	select {
+	case <-cl.done:
+	case <-ctx.Done():
+		ctxErr = ctx.Err()
+		c.fw.write(tKill, cl.id, nil)
+		select {
+		case <-cl.done:
+		case <-time.After(killWait):
+			cl.finish(-1, ctxErr)
+		}
+	}
+	<-written
+	if ctxErr != nil {
+		return -1, ctxErr
+	}
+	if cl.err != nil {
+		return -1, cl.err
+	}
+	return cl.code, nil
+}
+
+// deliver writes the command's output to the caller's writers in order
+// and acknowledges it. A writer that fails is ignored from then on (the
+// rest is dropped) so that the command never blocks.
+func (c *Client) deliver(cl *call, stdout, stderr io.Writer, written chan<- struct{}) {
+	defer close(written)
+	var outErr, errErr error
+	for {
+		typ, b, ok := cl.out.pop()
+		if !ok {
+			return
+		}
+		switch {
+		case typ == tStderr && errErr == nil:
+			_, errErr = stderr.Write(b)
+		case typ == tStdout && outErr == nil:
+			_, outErr = stdout.Write(b)
+		}
+		c.fw.writeU32(tAck, cl.id, uint32(len(b)))
+	}
+}
+
+// pumpStdin sends stdin in chunks, at most window bytes unacknowledged,
+// then EOF. It is not waited for: the reader may block long after the
+// command has exited.
+func (c *Client) pumpStdin(cl *call, r io.Reader) {
+	buf := make([]byte, chunk)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if !cl.in.take(n) {
+				return
+			}
+			if c.fw.write(tStdin, cl.id, buf[:n]) != nil {
+				return
+			}
+		}
+		if err != nil {
+			select {
+			case <-cl.done:
+			default:
+				c.fw.write(tStdinEOF, cl.id, nil)
+			}
+			return
+		}
+	}
+}
+
+// outQueue holds output frames until deliver writes them. The agent sends
+// at most window bytes ahead of the acknowledgements, which bounds it.
+type outQueue struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	items  []outItem
+	closed bool
+}
+
+type outItem struct {
+	typ byte
+	b   []byte
+}
+
+func newOutQueue() *outQueue {
+	q := &outQueue{}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+func (q *outQueue) push(typ byte, b []byte) {
+	q.mu.Lock()
+	if !q.closed {
+		q.items = append(q.items, outItem{typ, b})
+	}
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
+// pop returns the next item; after close, the items left, then false.
+func (q *outQueue) pop() (byte, []byte, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) == 0 && !q.closed {
+		q.cond.Wait()
+	}
+	if len(q.items) == 0 {
+		return 0, nil, false
+	}
+	it := q.items[0]
+	q.items = q.items[1:]
+	return it.typ, it.b, true
+}
+
+func (q *outQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
+// sameWriter reports whether a and b are the same writer; writers of
+// types that cannot be compared are different.
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
+}
