@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 )
 
 // maxExecLine bounds one line of an exec stream (a chunk of output is at
@@ -94,7 +95,7 @@ func readEvents(op string, resp *http.Response, stdout, stderr io.Writer) (int, 
 // its end closes the command's input. With req.TTY the command runs on a
 // pseudo-terminal and all its output arrives on stdout. req.Stdin, if set,
 // is sent first.
-func (c *Client) ExecInteractive(ctx context.Context, sandbox string, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (exitCode int, err error) {
+func (c *Client) ExecInteractive(ctx context.Context, sandbox string, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer, opts ...ExecOption) (exitCode int, err error) {
 	const op = "exec"
 	if c.err != nil {
 		return 0, c.err
@@ -103,27 +104,88 @@ func (c *Client) ExecInteractive(ctx context.Context, sandbox string, req ExecRe
 	if err != nil {
 		return 0, fmt.Errorf("%s: encode request: %w", op, err)
 	}
+	var o execOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	pr, pw := io.Pipe()
 	// Closing the body ends the input pump if the command exits first.
 	defer pr.Close()
+	lw := &lineWriter{w: pw}
+	started := make(chan struct{}) // the request line is out
 	go func() {
-		if _, err := pw.Write(append(first, '\n')); err != nil {
+		err := lw.write(first)
+		close(started)
+		if err != nil {
 			return
 		}
-		pw.CloseWithError(pumpInput(stdin, pw))
+		pw.CloseWithError(pumpInput(stdin, lw))
 	}()
+	if o.resize != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			<-started
+			for {
+				select {
+				case <-stop:
+					return
+				case ws, ok := <-o.resize:
+					if !ok {
+						return
+					}
+					line, _ := json.Marshal(ExecInput{Resize: &ws})
+					if lw.write(line) != nil {
+						return
+					}
+				}
+			}
+		}()
+	}
 	return c.postExec(ctx, op, sandbox, "application/x-ndjson", pr, stdout, stderr)
 }
 
+// ExecOption changes how ExecInteractive runs a command.
+type ExecOption func(*execOptions)
+
+type execOptions struct {
+	resize <-chan WindowSize
+}
+
+// WithResize sends every size received from ch as the command's new
+// terminal size, while it runs (with ExecRequest.TTY).
+func WithResize(ch <-chan WindowSize) ExecOption {
+	return func(o *execOptions) { o.resize = ch }
+}
+
+// lineWriter writes whole lines from several goroutines.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lineWriter) write(line []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, err := l.w.Write(append(line, '\n'))
+	return err
+}
+
 // pumpInput sends what r yields as ExecInput lines, then an EOF line.
-func pumpInput(r io.Reader, w io.Writer) error {
-	enc := json.NewEncoder(w)
+func pumpInput(r io.Reader, w *lineWriter) error {
+	send := func(in ExecInput) error {
+		line, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		return w.write(line)
+	}
 	if r != nil {
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := r.Read(buf)
 			if n > 0 {
-				if werr := enc.Encode(ExecInput{Stdin: buf[:n]}); werr != nil {
+				if werr := send(ExecInput{Stdin: buf[:n]}); werr != nil {
 					return werr
 				}
 			}
@@ -135,5 +197,5 @@ func pumpInput(r io.Reader, w io.Writer) error {
 			}
 		}
 	}
-	return enc.Encode(ExecInput{EOF: true})
+	return send(ExecInput{EOF: true})
 }

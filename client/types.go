@@ -226,7 +226,8 @@ type ExecRequest struct {
 	Stdin []byte `json:"stdin,omitempty"`
 	// TTY runs the command on a pseudo-terminal of Rows x Cols (zero
 	// means 24 x 80); its output, both streams merged, arrives as
-	// "stdout". The size is fixed when the command starts.
+	// "stdout". An interactive exec can change the size later
+	// (ExecInput.Resize).
 	TTY  bool   `json:"tty,omitempty"`
 	Rows uint16 `json:"rows,omitempty"`
 	Cols uint16 `json:"cols,omitempty"`
@@ -241,6 +242,14 @@ type ExecInput struct {
 	Stdin []byte `json:"stdin,omitempty"`
 	// EOF closes the command's standard input.
 	EOF bool `json:"eof,omitempty"`
+	// Resize sets a new terminal size for a TTY command.
+	Resize *WindowSize `json:"resize,omitempty"`
+}
+
+// WindowSize is a terminal's size in characters.
+type WindowSize struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
 }
 
 // ExecEvent is one line of the NDJSON stream that answers an exec: output

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"golang.org/x/term"
 
@@ -16,11 +18,10 @@ Usage: standin shell NAME [--] [CMD [ARGS...]]
 
 Opens an interactive shell (bash if the sandbox has it, else sh), or runs
 CMD, in the running sandbox NAME. When standard input is a terminal the
-command gets a pseudo-terminal of the terminal's size and the terminal is
-put in raw mode until it exits; otherwise standard input is passed through
-as it is read. standin exits with the command's status. The terminal size
-is fixed when the command starts: resizing the window later is not passed
-on.
+command gets a pseudo-terminal of the terminal's size, which follows the
+window when it is resized, and the terminal is put in raw mode until it
+exits; otherwise standard input is passed through as it is read. standin
+exits with the command's status.
 
 Examples:
   standin shell agent-1
@@ -67,7 +68,28 @@ func cmdShell(ctx context.Context, args []string, stdio *IO) error {
 		}
 		defer term.Restore(int(in.Fd()), old)
 	}
-	code, err := c.ExecInteractive(ctx, rest[0], req, stdio.In, stdio.Out, stdio.Err)
+	var opts []client.ExecOption
+	if req.TTY {
+		// Follow the terminal's size: SIGWINCH says it changed.
+		resize := make(chan client.WindowSize, 1)
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		defer func() { signal.Stop(winch); close(winch) }()
+		fd := int(out.Fd())
+		go func() {
+			for range winch {
+				if w, h, err := term.GetSize(fd); err == nil && w > 0 && h > 0 && w < 1<<16 && h < 1<<16 {
+					select {
+					case <-resize: // replace a size not yet sent
+					default:
+					}
+					resize <- client.WindowSize{Rows: uint16(h), Cols: uint16(w)}
+				}
+			}
+		}()
+		opts = append(opts, client.WithResize(resize))
+	}
+	code, err := c.ExecInteractive(ctx, rest[0], req, stdio.In, stdio.Out, stdio.Err, opts...)
 	if err != nil {
 		return apiErr(err)
 	}

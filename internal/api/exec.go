@@ -150,6 +150,10 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
 	env = append(env, req.Env...)
 
 	var stdin io.Reader = bytes.NewReader(req.Stdin)
+	var resize chan sandbox.WindowSize
+	if input != nil && req.TTY {
+		resize = make(chan sandbox.WindowSize, 1)
+	}
 	if input != nil {
 		pr, pw := io.Pipe()
 		done := make(chan struct{})
@@ -160,7 +164,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
 					return
 				}
 			}
-			pw.CloseWithError(feedInput(input, pw))
+			pw.CloseWithError(feedInput(input, pw, resize))
 		}()
 		defer func() {
 			// The handler must not return while the body is being read:
@@ -187,6 +191,9 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
 		Stdin:  stdin,
 		Stdout: ew.stream("stdout"), Stderr: ew.stream("stderr"),
 		TTY: req.TTY, Rows: req.Rows, Cols: req.Cols,
+	}
+	if resize != nil {
+		spec.Resize = resize
 	}
 	code, err := s.Sandboxes.Exec(r.Context(), sb.ID, spec)
 	switch {
@@ -231,10 +238,12 @@ func scanLine(sc *bufio.Scanner, v any) error {
 }
 
 // feedInput copies the ExecInput lines of an interactive exec to w until
-// the body ends or a line says EOF. A bad line ends the input, like the
-// end of the body: the output stream has started, so it has no status to
-// report it with, and the command sees its input close.
-func feedInput(sc *bufio.Scanner, w io.Writer) error {
+// the body ends or a line says EOF, and their window sizes to resize (nil
+// for a command without a TTY: sizes are dropped). A bad line ends the
+// input, like the end of the body: the output stream has started, so it
+// has no status to report it with, and the command sees its input close.
+// Input after EOF is not read: a later resize is lost.
+func feedInput(sc *bufio.Scanner, w io.Writer, resize chan sandbox.WindowSize) error {
 	for {
 		var in client.ExecInput
 		if err := scanLine(sc, &in); err != nil {
@@ -242,6 +251,15 @@ func feedInput(sc *bufio.Scanner, w io.Writer) error {
 				return nil
 			}
 			return err
+		}
+		if in.Resize != nil && resize != nil && in.Resize.Rows > 0 && in.Resize.Cols > 0 {
+			// Only the latest size matters: replace one not yet taken.
+			ws := sandbox.WindowSize{Rows: in.Resize.Rows, Cols: in.Resize.Cols}
+			select {
+			case <-resize:
+			default:
+			}
+			resize <- ws
 		}
 		if len(in.Stdin) > 0 {
 			if _, err := w.Write(in.Stdin); err != nil {

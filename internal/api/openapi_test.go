@@ -88,7 +88,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"SandboxList": client.List[client.Sandbox]{}, "BindingList": client.List[client.Binding]{},
 		"ErrorBody": client.ErrorBody{}, "ErrorDetail": client.ErrorDetail{},
 		"SandboxEnv": client.SandboxEnv{}, "CACert": client.CACert{},
-		"ExecRequest": client.ExecRequest{}, "ExecEvent": client.ExecEvent{}, "ExecInput": client.ExecInput{},
+		"ExecRequest": client.ExecRequest{}, "ExecEvent": client.ExecEvent{}, "ExecInput": client.ExecInput{}, "WindowSize": client.WindowSize{},
 		"Health": struct {
 			Status string `json:"status"`
 		}{},

@@ -147,4 +147,13 @@ type ExecSpec struct {
 	// (zero means 24 x 80).
 	TTY        bool
 	Rows, Cols uint16
+
+	// Resize, if non-nil, delivers new terminal sizes while a TTY command
+	// runs (the user's window changed).
+	Resize <-chan WindowSize
+}
+
+// WindowSize is a terminal's size in characters.
+type WindowSize struct {
+	Rows, Cols uint16
 }

@@ -56,8 +56,10 @@ func TestInteractiveShell(t *testing.T) {
 		err  error
 	}
 	done := make(chan result, 1)
+	resize := make(chan client.WindowSize, 1)
 	go func() {
-		code, err := c.ExecInteractive(ctx, "sh", client.ExecRequest{Args: []string{"sh"}, TTY: true, Rows: 33, Cols: 101}, inR, out, nil)
+		code, err := c.ExecInteractive(ctx, "sh", client.ExecRequest{Args: []string{"sh"}, TTY: true, Rows: 33, Cols: 101}, inR, out, nil,
+			client.WithResize(resize))
 		done <- result{code, err}
 	}()
 	// waitFor waits for want in the output; the bound only keeps a broken
@@ -81,6 +83,11 @@ func TestInteractiveShell(t *testing.T) {
 	waitFor("33 101")
 	io.WriteString(inW, "echo second-$((1+1))\n")
 	waitFor("second-2")
+	// The window grows: the terminal inside follows. The shell polls, so
+	// nothing here depends on when the resize lands.
+	resize <- client.WindowSize{Rows: 50, Cols: 132}
+	io.WriteString(inW, `while [ "$(stty size)" != "50 132" ]; do sleep 0.05; done; echo resized-$((2+2))`+"\n")
+	waitFor("resized-4")
 	io.WriteString(inW, "exit 5\n")
 	if r := <-done; r.err != nil || r.code != 5 {
 		t.Errorf("ExecInteractive = %d, %v; want 5, nil", r.code, r.err)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/standin/standin/internal/sandbox"
 )
 
 // The tests run the agent as a child process: this test binary, started
@@ -232,8 +234,8 @@ func TestTTY(t *testing.T) {
 		t.Errorf("stty size on a 40x100 TTY = %+v, %v", got, err)
 	}
 	// The command waits for the new size itself: no timing involved.
-	resize := make(chan [2]uint16, 1)
-	resize <- [2]uint16{50, 132}
+	resize := make(chan sandbox.WindowSize, 1)
+	resize <- sandbox.WindowSize{Rows: 50, Cols: 132}
 	var out syncBuffer
 	code, err := c.Exec(context.Background(), Spec{Args: []string{"sh", "-c", `while [ "$(stty size)" != "50 132" ]; do sleep 0.05; done; echo resized`},
 		Env: testEnv, Dir: "/", TTY: true, Stdout: &out, Resize: resize})

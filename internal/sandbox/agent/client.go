@@ -9,6 +9,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/standin/standin/internal/sandbox"
 )
 
 // ErrGone means the agent stopped answering: the sandbox was deleted, or
@@ -106,7 +108,7 @@ type Spec struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	// Resize, if non-nil, delivers new TTY sizes while the command runs.
-	Resize <-chan [2]uint16
+	Resize <-chan sandbox.WindowSize
 }
 
 // call is one Exec in progress.
@@ -191,8 +193,8 @@ func (c *Client) Exec(ctx context.Context, s Spec) (exit int, err error) {
 						return
 					}
 					var p [4]byte
-					binary.BigEndian.PutUint16(p[:], sz[0])
-					binary.BigEndian.PutUint16(p[2:], sz[1])
+					binary.BigEndian.PutUint16(p[:], sz.Rows)
+					binary.BigEndian.PutUint16(p[2:], sz.Cols)
 					c.fw.write(tResize, cl.id, p[:])
 				}
 			}

@@ -379,8 +379,8 @@ func (a *server) discardStdin(pr *proc) {
 // queue is stdin waiting to be written: the daemon keeps at most window
 // bytes in it. A nil entry is EOF.
 type queue struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
+	mu     sync.Mutex
+	cond   *sync.Cond
 	items  [][]byte
 	closed bool
 }

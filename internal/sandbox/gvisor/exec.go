@@ -69,6 +69,7 @@ func (in *Instance) Exec(ctx context.Context, spec sandbox.ExecSpec) (int, error
 		Args: spec.Args, Env: mergeEnv(in.env, spec.Env), Dir: spec.Dir,
 		TTY: spec.TTY, Rows: spec.Rows, Cols: spec.Cols,
 		Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr,
+		Resize: spec.Resize,
 	}
 	if as.Dir == "" {
 		as.Dir = sandbox.HomeDir
