@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,4 +201,143 @@ func hashDir(tb testing.TB, dir string) map[string][32]byte {
 		out[e.Name()] = sha256.Sum256(b)
 	}
 	return out
+}
+
+// runscProcs lists the host processes of runsc under stateDir.
+func runscProcs(tb testing.TB, stateDir string) []string {
+	tb.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var procs []string
+	for _, e := range ents {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmdline, []byte(stateDir)) {
+			procs = append(procs, e.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	}
+	return procs
+}
+
+// TestKill9LeavesNoSandbox: sandboxes of a server killed with SIGKILL (and
+// the one its pool had ready) keep running with their namespaces; the next
+// server on the data directory removes every runsc process and namespace
+// of them, and their records say "stopped".
+func TestKill9LeavesNoSandbox(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test runs sandboxes, which needs root; CI runs as root")
+	}
+	bin := standinBinary(t)
+	// Outside /tmp: the sandboxes' own /tmp would hide it anyway.
+	dir, err := os.MkdirTemp("/var/cache", "standin-kill9-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	conf := filepath.Join(t.TempDir(), "standin.json")
+	if err := os.WriteFile(conf, []byte(`{"runscPath": "`+runscPath(t)+`", "pool": 1, "gateway": {"dialGuard": ["127.0.0.0/8"]}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serve := func() (*exec.Cmd, *client.Client) {
+		cmd := exec.Command(bin, "serve", "--config", conf, "--data-dir", dir, "--listen", "off", "--proxy-listen", "127.0.0.1:0")
+		var logs bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+		tok := waitFor(t, func() ([]byte, error) { return os.ReadFile(filepath.Join(dir, server.TokenFile)) })
+		c := client.New("http://standin", strings.TrimSpace(string(tok)),
+			client.WithUnixSocket(filepath.Join(dir, server.SocketFile)))
+		waitFor(t, func() ([]byte, error) { return nil, c.Health(context.Background()) })
+		return cmd, c
+	}
+	stateDir := server.RuntimeStateDir(dir)
+	ctx := context.Background()
+
+	cmd, c := serve()
+	for _, name := range []string{"a", "b"} {
+		if _, err := c.CreateSandbox(ctx, client.SandboxCreate{Name: name}); err != nil {
+			t.Fatalf("CreateSandbox(%q): %v", name, err)
+		}
+		var out bytes.Buffer
+		if code, err := c.Exec(ctx, name, client.ExecRequest{Args: []string{"sh", "-c", "sleep 1000 & echo up"}}, &out, nil); err != nil || code != 0 {
+			t.Fatalf("exec in %q = %d, %v", name, code, err)
+		}
+	}
+	// The pool refills in the background: wait for its sandbox too.
+	instances := func() []string {
+		ents, _ := os.ReadDir(filepath.Join(dir, "sandboxes"))
+		var ids []string
+		for _, e := range ents {
+			ids = append(ids, e.Name())
+		}
+		return ids
+	}
+	waitFor(t, func() ([]byte, error) {
+		if n := len(instances()); n < 3 {
+			return nil, fmt.Errorf("%d sandbox instances, want 3 (two and the pool's)", n)
+		}
+		return nil, nil
+	})
+	// A pooled sandbox counts once its runsc is up: give its start time to end.
+	waitFor(t, func() ([]byte, error) {
+		if n := len(runscProcs(t, stateDir)); n < 6 {
+			return nil, fmt.Errorf("%d runsc processes, want 6 (sandbox and gofer of each of 3)", n)
+		}
+		return nil, nil
+	})
+	ids := instances()
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	// Control: the killed server's sandboxes are still there.
+	if procs := runscProcs(t, stateDir); len(procs) == 0 {
+		t.Fatal("no runsc process left by the killed server: the test would prove nothing")
+	}
+	netnsOf := func() []string {
+		out, err := exec.Command("ip", "netns", "list").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var left []string
+		for _, id := range ids {
+			ns := "stn-" + strings.TrimPrefix(id, "sbx_")
+			if bytes.Contains(out, []byte(ns+" ")) || bytes.Contains(out, []byte(ns+"\n")) {
+				left = append(left, ns)
+			}
+		}
+		return left
+	}
+	if left := netnsOf(); len(left) != len(ids) {
+		t.Fatalf("namespaces after SIGKILL = %q, want all %d of %q", left, len(ids), ids)
+	}
+
+	_, c = serve()
+	if procs := runscProcs(t, stateDir); len(procs) != 0 {
+		t.Errorf("runsc processes after restart:\n%s", strings.Join(procs, "\n"))
+	}
+	if left := netnsOf(); len(left) != 0 {
+		t.Errorf("namespaces after restart: %q", left)
+	}
+	for _, name := range []string{"a", "b"} {
+		sb, err := c.GetSandbox(ctx, name)
+		if err != nil || sb.State != "stopped" {
+			t.Errorf("GetSandbox(%q) after restart = state %q, %v; want stopped", name, sb.State, err)
+		}
+	}
+}
+
+// runscPath finds bin/runsc at the root of the repository.
+func runscPath(tb testing.TB) string {
+	tb.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "..", "bin", "runsc"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		tb.Fatalf("%s is missing: run `make runsc` (or `make test`, which builds it)", p)
+	}
+	return p
 }

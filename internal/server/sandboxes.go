@@ -140,9 +140,11 @@ func newRuntime(cfg Config, logger *slog.Logger) (sandbox.Runtime, error) {
 	return rt, nil
 }
 
-// runtimeStateDir is runsc's state directory for the server on dataDir.
-// It is per data directory: Cleanup deletes every container under it, which
-// must never hit another server's sandboxes.
+// RuntimeStateDir is runsc's state directory (holding its --root) for the
+// server on dataDir. It is per data directory: Cleanup deletes every
+// container under it, which must never hit another server's sandboxes.
+func RuntimeStateDir(dataDir string) string { return runtimeStateDir(dataDir) }
+
 func runtimeStateDir(dataDir string) string {
 	sum := sha256.Sum256([]byte(dataDir))
 	return filepath.Join(filepath.Dir(gvisor.DefaultStateDir), "gvisor-"+hex.EncodeToString(sum[:6]))
