@@ -6,7 +6,7 @@ GO      ?= go
 BIN     := bin/standin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run build test vet fuzz bench deps runsc
+.PHONY: run build test vet fuzz bench deps runsc e2e-deps
 
 deps:
 	@command -v $(GO) >/dev/null || { echo "Go 1.26 is needed: https://go.dev/doc/install"; exit 1; }
@@ -24,6 +24,15 @@ runsc: bin/runsc
 bin/runsc: tools/runsc/go.mod tools/runsc/go.sum
 	cd tools/runsc && CGO_ENABLED=0 $(GO) build -o ../../bin/runsc gvisor.dev/gvisor/runsc
 
+# The e2e clients suite runs the official openai and Anthropic npm SDKs,
+# pinned in e2e/clients/node/package-lock.json; npm ci installs them again
+# only when package.json or the lockfile changes.
+e2e-deps: e2e/clients/node/node_modules/.package-lock.json
+
+e2e/clients/node/node_modules/.package-lock.json: e2e/clients/node/package.json e2e/clients/node/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the e2e clients suite: apt-get install nodejs npm"; exit 1; }
+	npm ci --prefix e2e/clients/node --ignore-scripts --no-audit --no-fund
+
 run: build
 	./$(BIN) serve
 
@@ -31,7 +40,7 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 
-test: deps vet runsc
+test: deps vet runsc e2e-deps
 	$(GO) test -count=1 ./...
 
 # Short fuzz runs of every fuzz target (not part of test).
