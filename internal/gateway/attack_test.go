@@ -412,9 +412,9 @@ func TestAttackRebinding(t *testing.T) {
 
 	tests := []struct{ name, host, addr, reason string }{
 		{name: "loopback", host: "loop.test", addr: "127.0.0.1", reason: ReasonSpecial},
-		{name: "private", host: "private.test", addr: "10.0.0.1", reason: ReasonGuard},
-		{name: "metadata", host: "meta.test", addr: "169.254.169.254", reason: ReasonGuard},
-		{name: "IPv6 loopback", host: "v6loop.test", addr: "::1", reason: ReasonGuard},
+		{name: "private", host: "private.test", addr: "10.0.0.1", reason: ReasonSpecial},
+		{name: "metadata", host: "meta.test", addr: "169.254.169.254", reason: ReasonSpecial},
+		{name: "IPv6 loopback", host: "v6loop.test", addr: "::1", reason: ReasonSpecial},
 	}
 	var names []string
 	for _, tt := range tests {

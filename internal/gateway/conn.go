@@ -112,6 +112,7 @@ func (g *Gateway) handleFlow(ctx context.Context, c net.Conn, sandboxID, host, p
 			// The sandbox dialed an address it did not resolve through
 			// us: take the name from SNI, and dial that name ourselves.
 			host = sni
+			log = log.With("sni", sni) // the rules judge this name
 		case sni != host:
 			log.Warn("flow refused", "reason", ReasonSNIMismatch, "sni", sni)
 			c.Close()

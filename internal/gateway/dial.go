@@ -137,12 +137,12 @@ func (d *Dialer) targets(ctx context.Context, host, port string, rules policy.Ru
 		}
 		for _, ap := range ovr {
 			a := ap.Addr().Unmap().WithZone("")
-			if !d.guarded(a) {
-				refuse(a, ReasonGuard)
-				continue
-			}
 			if dec.Reason != policy.ReasonAllowRule && cidrDenied(rules, a) {
 				refuse(a, ReasonDenied)
+				continue
+			}
+			if !d.guarded(a) {
+				refuse(a, ReasonGuard)
 				continue
 			}
 			out = append(out, netip.AddrPortFrom(a, ap.Port()))
@@ -178,16 +178,18 @@ func (d *Dialer) targets(ctx context.Context, host, port string, rules policy.Ru
 		}
 		// A zone picks an interface of this machine; upstreams have none.
 		a = a.Unmap().WithZone("")
-		if !d.guarded(a) {
-			refuse(a, ReasonGuard)
-			continue
-		}
+		// The rules first, so that the refusal names the real defence; the
+		// guard is the last line, whatever the rules said.
 		if dec := rules.Decide(policy.Dest{Host: host, Addr: a}); !dec.Allow {
 			reason := ReasonDenied
 			if dec.Reason == policy.ReasonSpecialAddr {
 				reason = ReasonSpecial
 			}
 			refuse(a, reason)
+			continue
+		}
+		if !d.guarded(a) {
+			refuse(a, ReasonGuard)
 			continue
 		}
 		out = append(out, netip.AddrPortFrom(a, uint16(p)))

@@ -1,0 +1,151 @@
+package attacks
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/standin/standin/e2e/harness"
+)
+
+// TestLifecycle: the agent keeps using its stand-ins while the secrets are
+// revoked or rotated. One sandbox, a secret per attack (bearer on apiHost),
+// each bound under its own variable; the sandbox may reach apiHost only.
+func TestLifecycle(t *testing.T) {
+	vars := []string{"KEY_DETACH", "KEY_DELETE", "KEY_ROTATE"}
+	secrets, reals := map[string]string{}, map[string]string{}
+	args := []string{"--allow-out", apiHost, "--deny-out", "0.0.0.0/0", "--deny-out", "::/0"}
+	for _, v := range vars {
+		reals[v] = harness.RealValue("sk-attack-"+strings.ToLower(v)+"-", 40)
+		secrets[v] = harness.NewSecret(t, reals[v], "--host", apiHost+"=bearer")
+		args = append(args, "--secret", v+"="+secrets[v])
+	}
+	sb := harness.NewSandbox(t, args...)
+	bin := attackerBin(t, sb)
+	revokeDuringStream(t, sb, bin, secrets)
+	rotateAndDetach(t, sb, secrets["KEY_ROTATE"], reals["KEY_ROTATE"])
+}
+
+// revokeDuringStream: the agent holds an event stream open and keeps using
+// its stand-in after the secret is revoked. The stream, allowed when it
+// started, goes on; every request after the revocation, on the same
+// connection (HTTP/2: while the stream is still open) or a new one, is
+// refused with secret_revoked and reaches nothing.
+func revokeDuringStream(t *testing.T, sb, bin string, secrets map[string]string) {
+	tests := []struct {
+		name   string
+		env    string
+		h1     bool
+		revoke func(t *testing.T)
+	}{
+		{name: "detach during an HTTP/2 stream", env: "KEY_DETACH", revoke: func(t *testing.T) {
+			harness.MustCLI(t, "", "sandbox", "detach", sb, "KEY_DETACH")
+		}},
+		{name: "secret delete during an HTTP/1.1 stream", env: "KEY_DELETE", h1: true, revoke: func(t *testing.T) {
+			harness.MustCLI(t, "", "secret", "delete", secrets["KEY_DELETE"])
+		}},
+	}
+	for _, tt := range tests {
+		run(t, "timing/"+tt.name, func(t *testing.T, a *attack) {
+			id := harness.Uniq(t, "stream")
+			st := newStream(t, id)
+			mark := harness.Srv.Up.Mark()
+			// Over HTTP/2 the upstream holds the stream open after the
+			// second event; over HTTP/1.1 it ends it.
+			streamURL := "https://" + apiHost + "/sse/" + id + "?hold=1"
+			if tt.h1 {
+				streamURL = "https://" + apiHost + "/sse/" + id
+			}
+			argv := []string{bin, "stream", "-env", tt.env, "-url", streamURL, "-after", "https://" + apiHost + "/after/" + id}
+			if tt.h1 {
+				argv = append(argv, "-h1")
+			}
+			done := startExec(t, sb, argv...)
+			// The upstream has flushed the first event: the stream is
+			// open. Revoke, then let the second event go.
+			select {
+			case <-st.opened:
+			case r := <-done:
+				t.Fatalf("attacker ended before the stream opened: exit %d\n%s", r.Code, r.Output())
+			}
+			tt.revoke(t)
+			st.Release()
+			r := <-done
+			a.sandboxSaw(r)
+			if r.Code != 0 {
+				t.Fatalf("attacker: exit %d\n%s", r.Code, r.Output())
+			}
+			proto := "HTTP/2.0"
+			if tt.h1 {
+				proto = "HTTP/1.1"
+			}
+			lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+			want := []string{
+				"stream: status=200 proto=" + proto,
+				"event: data: one",
+				"event: data: two",
+			}
+			if tt.h1 {
+				want = append(want, `stream-rest: "\n"`)
+			}
+			refused := " status=403 proto=" + proto + " error=secret_revoked body=" + `{"error":{"code":"secret_revoked","message":"standin: ` + reasonRevoked + `"}}`
+			want = append(want, "same-conn: reused=true"+refused, "new-conn: reused=false"+refused)
+			a.want(strings.Join(lines, "\n") == strings.Join(want, "\n"), "attacker printed:\n%s\nwant:\n%s", r.Stdout, strings.Join(want, "\n"))
+			got := harness.Srv.Up.Since(mark, "")
+			a.upstream(got, apiHost)
+			a.want(len(got) == 1 && strings.HasPrefix(got[0].Path, "/sse/"+id), "upstream got %v, want the stream only", got)
+		})
+	}
+}
+
+// rotateAndDetach: a rotation reaches the very next request of a running
+// sandbox, with the same stand-in and no restart; after a detach the
+// variable is gone and a stand-in the agent kept is refused. The secret
+// is bound as KEY_ROTATE.
+func rotateAndDetach(t *testing.T, sb, sec, real string) {
+	standIn := harness.StandIn(t, sb, "KEY_ROTATE")
+	send := func(t *testing.T, a *attack, path, token string) curlResult {
+		return curl(t, a, sb, "https://"+apiHost+path+` -H "Authorization: Bearer `+token+`"`)
+	}
+
+	run(t, "timing/rotate then request", func(t *testing.T, a *attack) {
+		// The saved stand-in lives in the sandbox's /tmp: it survives
+		// only if the sandbox is not restarted.
+		if r := harness.Sh(t, sb, `echo "$KEY_ROTATE" > /tmp/saved`); r.Code != 0 {
+			t.Fatalf("save stand-in: %s", r.Output())
+		}
+		mark := harness.Srv.Up.Mark()
+		if cr := send(t, a, "/before-rotate", "$KEY_ROTATE"); cr.code != 0 || cr.resp.status != 200 {
+			t.Fatalf("before rotation: exit %d status %d", cr.code, cr.resp.status)
+		}
+		rotated := harness.RealValue("sk-attack-rotated-", 40)
+		harness.MustCLI(t, rotated, "secret", "rotate", sec)
+		cr := send(t, a, "/after-rotate", "$KEY_ROTATE")
+		a.want(cr.code == 0 && cr.resp.status == 200, "after rotation: exit %d status %d %s", cr.code, cr.resp.status, cr.resp.body)
+		r := harness.Sh(t, sb, `cat /tmp/saved; printenv KEY_ROTATE`)
+		a.sandboxSaw(r)
+		a.want(r.Stdout == standIn+"\n"+standIn+"\n", "after rotation the sandbox holds %q, want the same stand-in, saved before and current", r.Stdout)
+		got := harness.Srv.Up.Since(mark, "")
+		a.upstream(got, apiHost)
+		if len(got) != 2 {
+			t.Fatalf("upstream got %v, want 2 requests", got)
+		}
+		a.want(got[0].Header.Get("Authorization") == "Bearer "+real, "before rotation: the old value is not in the slot")
+		a.want(got[1].Header.Get("Authorization") == "Bearer "+rotated, "after rotation: the new value is not in the slot")
+	})
+
+	run(t, "timing/detach then request", func(t *testing.T, a *attack) {
+		if r := harness.Sh(t, sb, `echo "$KEY_ROTATE" > /tmp/kept`); r.Code != 0 {
+			t.Fatalf("keep stand-in: %s", r.Output())
+		}
+		mark := harness.Srv.Up.Mark()
+		harness.MustCLI(t, "", "sandbox", "detach", sb, "KEY_ROTATE")
+		r := harness.Exec(t, sb, "printenv", "KEY_ROTATE")
+		a.sandboxSaw(r)
+		a.want(r.Code == 1 && r.Stdout == "", "printenv KEY_ROTATE after detach: exit %d %q, want the variable gone", r.Code, r.Stdout)
+		cr := send(t, a, "/after-detach", "$(cat /tmp/kept)")
+		a.want(cr.code == 0 && revoked.matches(cr.resp), "kept stand-in after detach: exit %d status %d %s, want %v", cr.code, cr.resp.status, cr.resp.body, revoked)
+		got := harness.Srv.Up.Since(mark, "")
+		a.upstream(got, apiHost)
+		a.want(len(got) == 0, "upstream got %v, want nothing", got)
+	})
+}

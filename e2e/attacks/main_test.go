@@ -1,0 +1,182 @@
+// Package attacks is the hostile-agent suite: code inside a real gVisor
+// sandbox, created through the CLI, tries every way we know to get a real
+// credential out or to get past its network rules, and each test asserts
+// the specific way the attempt fails (the gateway's status, error code and
+// fixed reason, the errno the sandbox's kernel gives, the DNS rcode), that
+// no real value was ever seen inside, and that the destination was never
+// reached (the fake upstreams' records, the resolver's query log, a
+// loopback listener that must stay untouched, the server's log).
+//
+// Each attack is recorded with harness.RecordAttack; the run ends with one
+// line: attacks tried, attacks stopped, leaks. docs/SECURITY.md maps each
+// attack to the defence that stops it and to its test here.
+//
+// The attacks are shell, python3 (testdata/) or, where raw HTTP/2 frames
+// or a stream held open are needed, the small static Go program in
+// attacker/, built by the test and copied in with `standin cp`.
+package attacks
+
+import (
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/standin/standin/e2e/harness"
+)
+
+// Fake upstream hosts. Every one is served by the harness's local TLS
+// server, so a request the gateway wrongly lets through is recorded, never
+// sent off the machine.
+const (
+	// apiHost is the host the attacked secrets are for (bearer slot).
+	apiHost = "api.attacks.e2e.test"
+	// otherHost is allowed by the agent's rules but has no secret: its
+	// flows are spliced, never swapped.
+	otherHost = "other.attacks.e2e.test"
+	// bHost has another secret of the same sandbox.
+	bHost = "b.attacks.e2e.test"
+	// deniedHost is registered (so a wrongly allowed request would arrive
+	// and be recorded) but no sandbox's rules allow it.
+	deniedHost = "denied.attacks.e2e.test"
+)
+
+// Rebinding names (harness.RebindRecords): allowed by the agent's rules,
+// resolving (through the gateway's resolver) to addresses it must refuse.
+const (
+	rebindLoopback = "rebind-loopback.e2e.test"
+	rebindPrivate  = "rebind-private.e2e.test"
+	rebindMetadata = "rebind-metadata.e2e.test"
+	rebindV6       = "rebind-v6.e2e.test"
+	rebindMixed    = "rebind-mixed.e2e.test"
+)
+
+var rebindNames = []string{rebindLoopback, rebindPrivate, rebindMetadata, rebindV6, rebindMixed}
+
+func init() {
+	harness.Register(apiHost, http.HandlerFunc(serveAPI))
+	harness.Register(otherHost, echoAuth("other"))
+	harness.Register(bHost, echoAuth("b"))
+	harness.Register(deniedHost, echoAuth("denied"))
+}
+
+func TestMain(m *testing.M) { harness.Main(m) }
+
+// TestHostileAgent runs the attacks that need no revocation in one agent
+// sandbox (newAgent), group by group; each attack is a subtest named
+// "group/attack", e.g. -run 'HostileAgent/leave/DNS'.
+func TestHostileAgent(t *testing.T) {
+	ag := newAgent(t)
+	readTheKey(t, ag)
+	leaveAnotherWay(t, ag)
+	swapElsewhere(t, ag)
+	valueBack(t, ag)
+	confuseTheParser(t, ag)
+	rebinding(t, ag)
+}
+
+// echoAuth answers with the Authorization header it got: on hosts without
+// the secret this shows the sandbox what arrived (the stand-in).
+func echoAuth(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%s got Authorization=%q\n", name, r.Header.Get("Authorization"))
+	})
+}
+
+// serveAPI is the secret's host. Under /echo/ it is an upstream that sends
+// the credential it received back in every way it can; /redirect sends the
+// client to another host; /sse/ID is a slow event stream the lifecycle
+// tests hold open.
+func serveAPI(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, r.Body) // so that the harness records it
+	auth := r.Header.Get("Authorization")
+	value := strings.TrimPrefix(auth, "Bearer ")
+	switch p := r.URL.Path; {
+	case p == "/echo/body":
+		fmt.Fprintf(w, "you sent: %s\n", auth)
+	case p == "/echo/header":
+		w.Header().Set("X-Echo", auth)
+		io.WriteString(w, "see X-Echo\n")
+	case p == "/echo/location":
+		w.Header().Set("Location", "https://"+otherHost+"/cb?key="+url.QueryEscape(value)+"&raw="+value)
+		w.WriteHeader(http.StatusFound)
+	case p == "/echo/base64":
+		for k := range 3 {
+			pad := strings.Repeat("x", k)
+			fmt.Fprintln(w, base64.StdEncoding.EncodeToString([]byte(pad+auth)))
+			fmt.Fprintln(w, base64.URLEncoding.EncodeToString([]byte(pad+value)))
+			fmt.Fprintln(w, base64.RawStdEncoding.EncodeToString([]byte(pad+value)))
+		}
+	case p == "/echo/split":
+		// Two halves with a flush between: the scrubber sees the value
+		// across two writes (two chunks on the wire).
+		half := len(value) / 2
+		io.WriteString(w, "key="+value[:half])
+		w.(http.Flusher).Flush()
+		io.WriteString(w, value[half:]+";\n")
+	case p == "/echo/bytes":
+		for _, b := range []byte("key=" + value + ";\n") {
+			w.Write([]byte{b})
+			w.(http.Flusher).Flush()
+		}
+	case p == "/redirect":
+		http.Redirect(w, r, "https://"+otherHost+"/landing", http.StatusFound)
+	case strings.HasPrefix(p, "/sse/"):
+		serveStream(w, r, strings.TrimPrefix(p, "/sse/"))
+	default:
+		io.WriteString(w, "api ok\n")
+	}
+}
+
+// sseStream is one event stream a lifecycle test controls: opened is closed
+// once the first event is flushed, and the second event waits for Release.
+type sseStream struct {
+	opened                chan struct{}
+	release               chan struct{}
+	openOnce, releaseOnce sync.Once
+}
+
+// Release lets the stream send its second event.
+func (s *sseStream) Release() { s.releaseOnce.Do(func() { close(s.release) }) }
+
+var streams sync.Map // id -> *sseStream
+
+// newStream registers a stream served at /sse/ID until the test ends.
+func newStream(t *testing.T, id string) *sseStream {
+	s := &sseStream{opened: make(chan struct{}), release: make(chan struct{})}
+	streams.Store(id, s)
+	t.Cleanup(func() {
+		s.Release()
+		streams.Delete(id)
+	})
+	return s
+}
+
+func serveStream(w http.ResponseWriter, r *http.Request, id string) {
+	v, ok := streams.Load(id)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	s := v.(*sseStream)
+	w.Header().Set("Content-Type", "text/event-stream")
+	io.WriteString(w, "data: one\n\n")
+	w.(http.Flusher).Flush()
+	s.openOnce.Do(func() { close(s.opened) })
+	select {
+	case <-s.release:
+	case <-r.Context().Done():
+		return
+	}
+	io.WriteString(w, "data: two\n\n")
+	w.(http.Flusher).Flush()
+	if r.URL.Query().Has("hold") {
+		// Keep the stream open until the client closes it.
+		<-r.Context().Done()
+	}
+}
