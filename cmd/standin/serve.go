@@ -13,7 +13,7 @@ import (
 
 const serveHelp = `
 Usage: standin serve [--config FILE] [--data-dir DIR] [--listen ADDR] [--proxy-listen ADDR]
-                     [--runtime gvisor|none] [--pool N]
+                     [--runtime gvisor|namespaces|none] [--pool N]
 
 Runs the standin server: the API on loopback TCP and on <data dir>/api.sock,
 and the egress gateway's explicit proxy (default 127.0.0.1:8721).
@@ -22,7 +22,9 @@ and runsc (bin/runsc beside bin/standin, built by "make runsc", or in PATH).
 Sandboxes running when the server stops are stopped; their records stay,
 with state "stopped". --pool N keeps N sandboxes started and idle, so that
 "sandbox create" takes one at once instead of booting one (about 55 MiB
-each while they wait). With --runtime none sandboxes are records only, for
+each while they wait). --runtime namespaces runs sandboxes with plain Linux namespaces and a
+seccomp filter instead: far faster to start and run, but on the host's
+kernel, so weaker; it says so when it starts. With --runtime none sandboxes are records only, for
 sandboxes you run yourself with "standin sandbox env".
 On first start it creates the data directory (0700) with master.key (0600;
 back it up) and admin.token (0600; the CLI reads it).
@@ -52,7 +54,7 @@ func cmdServe(ctx context.Context, args []string, stdio *IO) error {
 	dataDir := fs.String("data-dir", "", "data directory (overrides config and STANDIN_DATA_DIR)")
 	listen := fs.String("listen", "", `API address on loopback, or "off" (default 127.0.0.1:8720)`)
 	proxyListen := fs.String("proxy-listen", "", `gateway's explicit proxy address on loopback, or "off" (default 127.0.0.1:8721)`)
-	runtime := fs.String("runtime", "", `sandbox runtime: "gvisor" or "none" (default gvisor)`)
+	runtime := fs.String("runtime", "", `sandbox runtime: "gvisor", "namespaces" or "none" (default gvisor)`)
 	pool := fs.Int("pool", 0, "sandboxes kept started for fast creates")
 	if _, err := parse(fs, args, 0, 0, "no arguments"); err != nil {
 		return err

@@ -36,9 +36,11 @@ type Config struct {
 	Log LogConfig `json:"log"`
 	// Gateway configures the egress gateway.
 	Gateway GatewayConfig `json:"gateway"`
-	// Runtime runs the sandboxes: "gvisor" (default; needs root and runsc)
-	// or "none" (sandboxes are records only, for sandboxes standin does not
-	// run, which use the explicit proxy).
+	// Runtime runs the sandboxes: "gvisor" (default; needs root and runsc),
+	// "namespaces" (plain Linux namespaces and a seccomp filter: much
+	// faster, but commands run on the host's kernel, so weaker isolation;
+	// needs root) or "none" (sandboxes are records only, for sandboxes
+	// standin does not run, which use the explicit proxy).
 	Runtime string `json:"runtime"`
 	// RunscPath is the runsc binary for runtime gvisor. Default: runsc next
 	// to the standin binary (bin/runsc, built by `make runsc`), else $PATH.
@@ -55,8 +57,9 @@ const maxPool = 64
 
 // Runtimes, as in Config.Runtime.
 const (
-	RuntimeGVisor = "gvisor"
-	RuntimeNone   = "none"
+	RuntimeGVisor     = "gvisor"
+	RuntimeNamespaces = "namespaces"
+	RuntimeNone       = "none"
 )
 
 // GatewayConfig configures the egress gateway.
@@ -193,9 +196,9 @@ func (c *Config) Validate() error {
 	switch c.Runtime {
 	case "":
 		c.Runtime = RuntimeGVisor
-	case RuntimeGVisor, RuntimeNone:
+	case RuntimeGVisor, RuntimeNamespaces, RuntimeNone:
 	default:
-		return &ConfigError{"runtime", c.Runtime, "want \"gvisor\" or \"none\""}
+		return &ConfigError{"runtime", c.Runtime, "want \"gvisor\", \"namespaces\" or \"none\""}
 	}
 	if c.Pool < 0 || c.Pool > maxPool {
 		return &ConfigError{"pool", fmt.Sprint(c.Pool), fmt.Sprintf("want 0 to %d sandboxes", maxPool)}

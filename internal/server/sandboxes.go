@@ -22,6 +22,7 @@ import (
 	"github.com/standin/standin/internal/policy"
 	"github.com/standin/standin/internal/sandbox"
 	"github.com/standin/standin/internal/sandbox/gvisor"
+	"github.com/standin/standin/internal/sandbox/namespaces"
 	"github.com/standin/standin/internal/sandbox/netns"
 	"github.com/standin/standin/internal/sandbox/netstack"
 	"github.com/standin/standin/internal/store"
@@ -123,8 +124,20 @@ func newRuntime(cfg Config, logger *slog.Logger) (sandbox.Runtime, error) {
 	}
 	const off = `, or set "runtime": "none" in the config (standin serve --runtime none) to keep sandboxes as records only`
 	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("%w: runtime gvisor needs root (network namespaces, runsc): run `standin serve` as root%s",
-			sandbox.ErrUnavailable, off)
+		return nil, fmt.Errorf("%w: runtime %s needs root (it creates namespaces and TUN devices): run `standin serve` as root%s",
+			sandbox.ErrUnavailable, cfg.Runtime, off)
+	}
+	if cfg.Runtime == RuntimeNamespaces {
+		if logger == nil {
+			logger = slog.Default()
+		}
+		rt, err := namespaces.New(namespaces.Config{Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("%w%s", err, off)
+		}
+		logger.Warn(`runtime "namespaces": sandboxes share the host's kernel (namespaces and a seccomp filter, no gVisor); ` +
+			`a kernel bug reachable from the sandbox is an escape. Use the default runtime "gvisor" for code you do not trust`)
+		return rt, nil
 	}
 	bin := cfg.RunscPath
 	if bin == "" {

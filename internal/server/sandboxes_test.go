@@ -226,12 +226,20 @@ func runscProcs(tb testing.TB, root string) []string {
 // value (swapped by the gateway on the transparent path, no proxy
 // settings), the data directory is hidden, a detach applies to the very
 // next request, and a delete leaves no namespace and no runsc process.
+// It runs with each runtime that runs sandboxes.
 func TestSandboxEndToEnd(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test runs sandboxes, which needs root; CI runs as root")
 	}
+	for _, rt := range []string{RuntimeGVisor, RuntimeNamespaces} {
+		t.Run(rt, func(t *testing.T) { testSandboxEndToEnd(t, rt) })
+	}
+}
+
+func testSandboxEndToEnd(t *testing.T, runtime string) {
 	up := newCorpUpstream(t)
 	cfg := DefaultConfig()
+	cfg.Runtime = runtime
 	cfg.DataDir = visibleDataDir(t)
 	cfg.Listen = "off"
 	cfg.Gateway.Listen = "off"

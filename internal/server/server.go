@@ -9,6 +9,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -78,6 +79,9 @@ func (s *Server) Run(ctx context.Context) error {
 	rt, err := newRuntime(cfg, logger)
 	if err != nil {
 		return err
+	}
+	if c, ok := rt.(io.Closer); ok {
+		defer c.Close() // after stopAll: spare processes of the runtime
 	}
 	var run *runner
 	var sandboxes api.Runner // stays a nil interface without a runtime
