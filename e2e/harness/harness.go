@@ -45,10 +45,11 @@ import (
 // secrets and sandboxes with Uniq, so they do not collide.
 var Srv *Server
 
-// RepoRoot is the repository's top directory. The host's root filesystem is
-// seen read-only inside every sandbox, so files under it (scripts in e2e/,
-// node_modules) can be run there as they are.
+// RepoRoot is the repository's top directory.
 var RepoRoot string
+
+// filesDir holds a copy of e2e/ that sandboxes can see (see Path).
+var filesDir string
 
 // Main starts the server, runs the tests, stops the server, checks the
 // server's log and data directory for real values and prints the attack
@@ -73,6 +74,18 @@ func run(m *testing.M) (code int) {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	// Sandboxes see the host's root filesystem read-only, but /tmp is
+	// their own: a clone under /tmp (as CI may make) is invisible inside.
+	// So scripts and node_modules run from a copy outside /tmp.
+	if filesDir, err = os.MkdirTemp("/var/cache", "standin-e2e-files-"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(filesDir)
+	if err := os.CopyFS(filesDir, os.DirFS(filepath.Join(RepoRoot, "e2e"))); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: copy e2e/ for the sandboxes:", err)
+		return 1
+	}
 	Srv, err = startServer(tmp)
 	if err != nil {
 		if Srv != nil {
@@ -465,6 +478,7 @@ func StandIn(t testing.TB, sandbox, name string) string {
 	return strings.TrimSpace(r.Stdout)
 }
 
-// Path is the absolute path of a file under e2e/, valid inside sandboxes
-// too.
-func Path(rel string) string { return filepath.Join(RepoRoot, "e2e", rel) }
+// Path is the absolute path of a file under e2e/, in a copy that
+// sandboxes see too (made when the package's tests start: files written
+// under e2e/ later are not in it).
+func Path(rel string) string { return filepath.Join(filesDir, rel) }
