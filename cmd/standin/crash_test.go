@@ -220,10 +220,11 @@ func runscProcs(tb testing.TB, stateDir string) []string {
 	return procs
 }
 
-// TestKill9LeavesNoSandbox: sandboxes of a server killed with SIGKILL (and
-// the one its pool had ready) keep running with their namespaces; the next
-// server on the data directory removes every runsc process and namespace
-// of them, and their records say "stopped".
+// TestKill9LeavesNoSandbox: a server killed with SIGKILL leaves its
+// sandboxes' namespaces (and the one its pool had ready) behind, and maybe
+// runsc processes (a sandbox ends by itself once its agent sees the
+// server's end of its pipe close, but not at once); the next server on the
+// data directory removes all of them, and the records say "stopped".
 func TestKill9LeavesNoSandbox(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test runs sandboxes, which needs root; CI runs as root")
@@ -292,10 +293,6 @@ func TestKill9LeavesNoSandbox(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 
-	// Control: the killed server's sandboxes are still there.
-	if procs := runscProcs(t, stateDir); len(procs) == 0 {
-		t.Fatal("no runsc process left by the killed server: the test would prove nothing")
-	}
 	netnsOf := func() []string {
 		out, err := exec.Command("ip", "netns", "list").Output()
 		if err != nil {
@@ -310,8 +307,9 @@ func TestKill9LeavesNoSandbox(t *testing.T) {
 		}
 		return left
 	}
+	// Control: the killed server's namespaces are still there.
 	if left := netnsOf(); len(left) != len(ids) {
-		t.Fatalf("namespaces after SIGKILL = %q, want all %d of %q", left, len(ids), ids)
+		t.Fatalf("namespaces after SIGKILL = %q, want all %d of %q: the test would prove nothing", left, len(ids), ids)
 	}
 
 	_, c = serve()

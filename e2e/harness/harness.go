@@ -82,6 +82,11 @@ func run(m *testing.M) (code int) {
 		return 1
 	}
 	defer os.RemoveAll(filesDir)
+	// MkdirTemp made it 0700; the sandbox user must read it.
+	if err := os.Chmod(filesDir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
 	if err := os.CopyFS(filesDir, os.DirFS(filepath.Join(RepoRoot, "e2e"))); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: copy e2e/ for the sandboxes:", err)
 		return 1
