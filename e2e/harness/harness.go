@@ -113,8 +113,15 @@ func run(m *testing.M) (code int) {
 		code = 1
 	}
 	os.RemoveAll(Srv.DataDir)
-	if !printAttackSummary(os.Stdout) {
+	// go test shows a passing package's output only with -v, so the
+	// summary also goes to bin/, where `make test` prints it.
+	var summary bytes.Buffer
+	if !printAttackSummary(&summary) {
 		code = 1
+	}
+	if summary.Len() > 0 {
+		os.Stdout.Write(summary.Bytes())
+		os.WriteFile(filepath.Join(RepoRoot, "bin", SummaryFile), summary.Bytes(), 0o644)
 	}
 	return code
 }

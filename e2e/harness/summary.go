@@ -12,6 +12,9 @@ import (
 // summary line at the end and fails the run unless every attack tried was
 // stopped with no leak.
 
+// SummaryFile is the file under bin/ that holds the last run's summary.
+const SummaryFile = "e2e-hostile-agent.txt"
+
 type attackResult struct {
 	name    string
 	stopped bool
