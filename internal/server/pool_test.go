@@ -129,7 +129,7 @@ func BenchmarkSandboxLifecyclePool(b *testing.B) {
 	run := <-runc
 	ctx := context.Background()
 	const n = 50
-	var starts []time.Duration
+	var starts, creates []time.Duration
 	b.ResetTimer()
 	for i := range n {
 		b.StopTimer()
@@ -140,6 +140,7 @@ func BenchmarkSandboxLifecyclePool(b *testing.B) {
 		if _, err := c.CreateSandbox(ctx, client.SandboxCreate{Name: name}); err != nil {
 			b.Fatalf("CreateSandbox(%q): %v", name, err)
 		}
+		creates = append(creates, time.Since(t0))
 		if got := execIn(b, c, name, client.ExecRequest{Args: []string{"true"}}); got.Exit != 0 {
 			b.Fatalf("true in %q = %+v", name, got)
 		}
@@ -152,4 +153,5 @@ func BenchmarkSandboxLifecyclePool(b *testing.B) {
 	}
 	b.StopTimer()
 	reportPercentiles(b, "start-", starts)
+	reportPercentiles(b, "create-", creates)
 }

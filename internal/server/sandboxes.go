@@ -441,6 +441,12 @@ func (o *runner) fillPool(ctx context.Context) {
 				}
 				continue
 			}
+			// Warm it: the first command in a sandbox pays for loading the
+			// shell and libc through the runtime's file system; a pooled
+			// sandbox should answer its owner's first command at full speed.
+			if _, err := r.inst.Exec(ctx, sandbox.ExecSpec{Args: []string{"sh", "-c", "true"}}); err != nil && ctx.Err() == nil {
+				o.log.Warn("warm a pooled sandbox", "error", err)
+			}
 			o.pool <- r // never blocks: only this goroutine adds
 		}
 		select {
