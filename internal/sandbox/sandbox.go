@@ -15,6 +15,9 @@
 //     (the daemon's data directory, master key, database and API socket);
 //   - the sandbox's only network is the namespace in Spec.NetNS (or none).
 //
+// Package sandboxtest checks these, and the rest of what this package
+// promises, of every backend.
+//
 // This package never imports the vault: a sandbox gets stand-in values in its
 // environment, and nothing here can read a real one.
 package sandbox

@@ -51,7 +51,11 @@ func Serve(r io.Reader, w io.Writer) error {
 	}()
 
 	a := &server{fw: &frameWriter{w: w}, procs: map[uint32]*proc{}, waiters: map[int]chan syscall.WaitStatus{}}
-	go a.reap()
+	// Subscribed before the first command starts: a SIGCHLD that came
+	// before it would be lost, and its command never reaped.
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, syscall.SIGCHLD)
+	go a.reap(chld)
 	var buf []byte
 	for {
 		typ, id, p, err := readFrame(r, &buf)
@@ -76,9 +80,7 @@ type server struct {
 
 // reap collects every child that exits, the commands' and orphans'
 // (re-parented to PID 1), and hands each command's status to its waiter.
-func (a *server) reap() {
-	chld := make(chan os.Signal, 1)
-	signal.Notify(chld, syscall.SIGCHLD)
+func (a *server) reap(chld <-chan os.Signal) {
 	for range chld {
 		for {
 			a.reapMu.Lock()
@@ -160,6 +162,13 @@ type proc struct {
 func (a *server) start(id uint32, req *startReq) error {
 	if len(req.Args) == 0 || req.Args[0] == "" {
 		return errors.New("no command")
+	}
+	if fi, err := os.Stat(req.Dir); err != nil || !fi.IsDir() {
+		// execve's error would name only the command.
+		if err == nil {
+			err = syscall.ENOTDIR
+		}
+		return fmt.Errorf("working directory %q: %w", req.Dir, errors.Unwrap(err))
 	}
 	path, err := lookPath(req.Args[0], req.Env, req.Dir)
 	if err != nil {

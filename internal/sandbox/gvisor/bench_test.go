@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/standin/standin/internal/sandbox"
+	"github.com/standin/standin/internal/sandbox/sandboxtest"
 )
 
 // BenchmarkStart measures a sandbox start up to the end of its first
@@ -15,7 +16,7 @@ func BenchmarkStart(b *testing.B) {
 	ctx := context.Background()
 	var deleting time.Duration
 	for b.Loop() {
-		in, err := r.Start(ctx, sandbox.Spec{ID: testID()})
+		in, err := r.Start(ctx, sandbox.Spec{ID: sandboxtest.ID()})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -34,13 +35,4 @@ func BenchmarkStart(b *testing.B) {
 }
 
 // BenchmarkExec measures one command's round trip in a running sandbox.
-func BenchmarkExec(b *testing.B) {
-	r := newRuntime(b)
-	in := start(b, r, sandbox.Spec{})
-	ctx := context.Background()
-	for b.Loop() {
-		if code, err := in.Exec(ctx, sandbox.ExecSpec{Args: []string{"true"}}); err != nil || code != 0 {
-			b.Fatalf("Exec(true) = %d, %v", code, err)
-		}
-	}
-}
+func BenchmarkExec(b *testing.B) { sandboxtest.BenchExec(b, newRuntime(b)) }

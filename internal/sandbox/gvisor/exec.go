@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync/atomic"
 
 	"github.com/standin/standin/internal/sandbox"
@@ -19,7 +18,7 @@ type Instance struct {
 	rt     *Runtime
 	id     string
 	bundle string
-	env    []string // defaults and Spec.Env
+	env    []string // Spec.Environ
 
 	agent *agent.Client
 	pipes []*os.File // our ends of the agent's stdio
@@ -56,26 +55,18 @@ func (in *Instance) Delete(ctx context.Context) error {
 // process per command, and the command's environment never appears on a
 // host command line or in a file.
 func (in *Instance) Exec(ctx context.Context, spec sandbox.ExecSpec) (int, error) {
-	if len(spec.Args) == 0 || spec.Args[0] == "" {
-		return -1, fmt.Errorf("%w: exec: no command", sandbox.ErrInvalidSpec)
-	}
-	if err := validateEnv(spec.Env); err != nil {
+	if err := spec.Validate(); err != nil {
 		return -1, err
 	}
 	if in.gone.Load() {
 		return -1, fmt.Errorf("exec in %q: %w", in.id, sandbox.ErrNotFound)
 	}
+	spec = spec.WithDefaults(in.env)
 	as := agent.Spec{
-		Args: spec.Args, Env: mergeEnv(in.env, spec.Env), Dir: spec.Dir,
+		Args: spec.Args, Env: spec.Env, Dir: spec.Dir,
 		TTY: spec.TTY, Rows: spec.Rows, Cols: spec.Cols,
 		Stdin: spec.Stdin, Stdout: spec.Stdout, Stderr: spec.Stderr,
 		Resize: spec.Resize,
-	}
-	if as.Dir == "" {
-		as.Dir = sandbox.HomeDir
-	}
-	if spec.TTY && !hasKey(as.Env, "TERM") {
-		as.Env = append(as.Env, "TERM=xterm-256color")
 	}
 	code, err := in.agent.Exec(ctx, as)
 	switch {
@@ -104,13 +95,4 @@ func runscError(log []byte) string {
 		}
 	}
 	return last
-}
-
-func hasKey(env []string, key string) bool {
-	for _, kv := range env {
-		if k, _, _ := strings.Cut(kv, "="); k == key {
-			return true
-		}
-	}
-	return false
 }

@@ -124,6 +124,9 @@ func New(cfg Config) (*Runtime, error) {
 	if fi, err := os.Stat(agentExe); err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
 		return nil, fmt.Errorf("%w: agent %q is not an executable file", sandbox.ErrUnavailable, agentExe)
 	}
+	if err := ensureAgentMountPoint(); err != nil {
+		return nil, fmt.Errorf("%w: %w", sandbox.ErrUnavailable, err)
+	}
 	state := cfg.StateDir
 	if state == "" {
 		state = DefaultStateDir
@@ -187,6 +190,23 @@ func New(cfg Config) (*Runtime, error) {
 	return r, nil
 }
 
+// ensureAgentMountPoint makes, on the host, the mount points runsc would
+// otherwise make there itself as root: the empty file the agent is mounted
+// on (see agentPath) and the empty directory the sandboxes' home is.
+func ensureAgentMountPoint() error {
+	if err := os.MkdirAll(filepath.Dir(agentPath), 0o755); err != nil {
+		return fmt.Errorf("create the agent's mount point: %w", err)
+	}
+	if err := os.MkdirAll(sandbox.HomeDir, 0o755); err != nil {
+		return fmt.Errorf("create the sandbox home's mount point: %w", err)
+	}
+	f, err := os.OpenFile(agentPath, os.O_CREATE|os.O_RDONLY, 0o755)
+	if err != nil {
+		return fmt.Errorf("create the agent's mount point: %w", err)
+	}
+	return f.Close()
+}
+
 // FindRunsc returns the runsc binary next to the running executable, or
 // else the one in PATH.
 func FindRunsc() (string, error) {
@@ -214,7 +234,7 @@ func (r *Runtime) Root() string { return r.root }
 // `runsc run --detach`, whose init only reaps orphans; commands come later
 // through Exec.
 func (r *Runtime) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
-	if err := validate(spec); err != nil {
+	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -321,7 +341,7 @@ func (r *Runtime) start(ctx context.Context, spec sandbox.Spec) (*Instance, erro
 		rt:     r,
 		id:     spec.ID,
 		bundle: bundle,
-		env:    mergeEnv([]string{defaultPath, "HOME=" + sandbox.HomeDir, "LANG=C.UTF-8"}, spec.Env),
+		env:    spec.Environ(),
 		agent:  agent.NewClient(fromAgentR, toAgentW),
 		pipes:  []*os.File{toAgentW, fromAgentR},
 	}, nil

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -90,65 +89,22 @@ type ociNamespace struct {
 // agentPath is where the agent binary (the daemon's own executable, see
 // package agent) is mounted read-only inside every sandbox; it runs as the
 // sandbox's PID 1, which also reaps orphans.
-const agentPath = "/.standin-agent"
+//
+// runsc makes the mount point of a bind mount on the host, as root, when it
+// is missing there (even under one of the sandbox's own tmpfs), so this is
+// a path of standin's own that the runtime creates, empty, on the host.
+const agentPath = "/run/standin-agent"
 
 // defaultPath is PATH inside the sandbox (and for runsc itself).
-const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+const defaultPath = "PATH=" + sandbox.DefaultPath
 
 // noFile is RLIMIT_NOFILE inside the sandbox; build tools open many files.
 const noFile = 1 << 16
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-
-// validate checks what Start cannot fix itself.
-func validate(s sandbox.Spec) error {
-	if !idPattern.MatchString(s.ID) {
-		return fmt.Errorf("%w: id %q: want letters, digits, '_', '-', '.', at most 64", sandbox.ErrInvalidSpec, s.ID)
-	}
-	if err := validateEnv(s.Env); err != nil {
-		return err
-	}
-	if s.NetNS != "" && !filepath.IsAbs(s.NetNS) {
-		return fmt.Errorf("%w: netns %q is not an absolute path", sandbox.ErrInvalidSpec, s.NetNS)
-	}
-	for _, m := range s.Mounts {
-		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Target) {
-			return fmt.Errorf("%w: mount %q -> %q: paths must be absolute", sandbox.ErrInvalidSpec, m.Source, m.Target)
-		}
-		if _, err := os.Stat(m.Source); err != nil {
-			return fmt.Errorf("%w: mount source: %w", sandbox.ErrInvalidSpec, err)
-		}
-	}
-	for _, h := range s.Hide {
-		if !filepath.IsAbs(h) || filepath.Clean(h) == "/" {
-			return fmt.Errorf("%w: hide %q: want an absolute path other than /", sandbox.ErrInvalidSpec, h)
-		}
-	}
-	return nil
-}
-
-func validateEnv(env []string) error {
-	for _, kv := range env {
-		// Only the key is quoted: the value may be a stand-in, and errors
-		// are logged.
-		k, _, ok := strings.Cut(kv, "=")
-		if !ok || k == "" || strings.ContainsRune(kv, 0) {
-			return fmt.Errorf("%w: environment entry with key %q: want KEY=value", sandbox.ErrInvalidSpec, k)
-		}
-	}
-	return nil
-}
-
 // user returns the uid and gid commands run as.
 func user(s sandbox.Spec) ociUser {
-	u := ociUser{UID: s.UID, GID: s.GID}
-	if u.UID == 0 {
-		u.UID = sandbox.DefaultUID
-	}
-	if u.GID == 0 {
-		u.GID = sandbox.DefaultGID
-	}
-	return u
+	d := s.WithDefaults()
+	return ociUser{UID: d.UID, GID: d.GID}
 }
 
 // bundleSpec builds the config.json of a sandbox. empty is an empty file
@@ -207,6 +163,12 @@ func bundleSpec(s sandbox.Spec, empty string, hide []string, agentExe string) (*
 		Options: []string{"bind", "ro", "nosuid", "nodev"},
 	})
 	for _, m := range s.Mounts {
+		// runsc would make a missing mount point on the host's own
+		// filesystem, as root: refuse rather than write there. Under the
+		// home directory, whose mount point the runtime owns, it may.
+		if _, err := os.Stat(m.Target); err != nil && !underHome(m.Target) {
+			return nil, fmt.Errorf("mount target %q does not exist on the host, and runsc would create it there: mount onto an existing path", m.Target)
+		}
 		mode := "ro"
 		if m.Writable {
 			mode = "rw"
@@ -217,6 +179,12 @@ func bundleSpec(s sandbox.Spec, empty string, hide []string, agentExe string) (*
 		})
 	}
 	return spec, nil
+}
+
+// underHome reports whether p is inside sandbox.HomeDir.
+func underHome(p string) bool {
+	rel, err := filepath.Rel(sandbox.HomeDir, filepath.Clean(p))
+	return err == nil && rel != "." && !strings.HasPrefix(rel, "..")
 }
 
 // hideMount masks a host path: an empty read-only tmpfs over a directory
@@ -247,23 +215,4 @@ func hideMount(path, empty string) ([]ociMount, error) {
 
 func noCaps() ociCaps {
 	return ociCaps{Bounding: []string{}, Effective: []string{}, Inheritable: []string{}, Permitted: []string{}, Ambient: []string{}}
-}
-
-// mergeEnv returns the environment of a command: later entries override
-// earlier ones with the same key, and the order of first appearance is kept.
-func mergeEnv(lists ...[]string) []string {
-	var out []string
-	at := map[string]int{}
-	for _, l := range lists {
-		for _, kv := range l {
-			k, _, _ := strings.Cut(kv, "=")
-			if i, ok := at[k]; ok {
-				out[i] = kv
-				continue
-			}
-			at[k] = len(out)
-			out = append(out, kv)
-		}
-	}
-	return out
 }

@@ -2,7 +2,6 @@ package gvisor
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/standin/standin/internal/sandbox"
+	"github.com/standin/standin/internal/sandbox/sandboxtest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -58,76 +58,10 @@ func TestBundleSpecGolden(t *testing.T) {
 	}
 }
 
-func TestValidate(t *testing.T) {
-	ok := sandbox.Spec{ID: "sbx_01.a-b"}
-	tests := []struct {
-		name string
-		edit func(*sandbox.Spec)
-		ok   bool
-	}{
-		{"minimal", func(*sandbox.Spec) {}, true},
-		{"empty id", func(s *sandbox.Spec) { s.ID = "" }, false},
-		{"id with slash", func(s *sandbox.Spec) { s.ID = "a/b" }, false},
-		{"id starting with dot", func(s *sandbox.Spec) { s.ID = ".a" }, false},
-		{"id too long", func(s *sandbox.Spec) { s.ID = strings.Repeat("a", 65) }, false},
-		{"id of 64", func(s *sandbox.Spec) { s.ID = strings.Repeat("a", 64) }, true},
-		{"env", func(s *sandbox.Spec) { s.Env = []string{"A=1", "B="} }, true},
-		{"env without =", func(s *sandbox.Spec) { s.Env = []string{"A"} }, false},
-		{"env without key", func(s *sandbox.Spec) { s.Env = []string{"=1"} }, false},
-		{"env with NUL", func(s *sandbox.Spec) { s.Env = []string{"A=1\x00"} }, false},
-		{"relative netns", func(s *sandbox.Spec) { s.NetNS = "ns" }, false},
-		{"mount", func(s *sandbox.Spec) { s.Mounts = []sandbox.Mount{{Source: "/etc/hostname", Target: "/x"}} }, true},
-		{"relative mount target", func(s *sandbox.Spec) { s.Mounts = []sandbox.Mount{{Source: "/etc/hostname", Target: "x"}} }, false},
-		{"mount source missing", func(s *sandbox.Spec) { s.Mounts = []sandbox.Mount{{Source: "/no/such", Target: "/x"}} }, false},
-		{"hide", func(s *sandbox.Spec) { s.Hide = []string{"/var/lib/standin"} }, true},
-		{"hide root", func(s *sandbox.Spec) { s.Hide = []string{"//"} }, false},
-		{"hide relative", func(s *sandbox.Spec) { s.Hide = []string{"data"} }, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := ok
-			tt.edit(&s)
-			err := validate(s)
-			if (err == nil) != tt.ok || err != nil && !errors.Is(err, sandbox.ErrInvalidSpec) {
-				t.Errorf("validate(%+v) = %v, want ok %v", s, err, tt.ok)
-			}
-		})
-	}
-}
-
-// Errors name the key of a bad environment entry, never its value.
-func TestValidateEnvRedacts(t *testing.T) {
-	err := validateEnv([]string{"TOKEN=secret\x00value"})
-	if err == nil || strings.Contains(err.Error(), "secret") {
-		t.Errorf("validateEnv = %v, want an error without the value", err)
-	}
-}
-
-func TestMergeEnv(t *testing.T) {
-	tests := []struct {
-		name  string
-		lists [][]string
-		want  []string
-	}{
-		{"empty", nil, nil},
-		{"one", [][]string{{"A=1", "B=2"}}, []string{"A=1", "B=2"}},
-		{"override keeps position", [][]string{{"A=1", "B=2"}, {"A=3", "C=4"}}, []string{"A=3", "B=2", "C=4"}},
-		{"empty value overrides", [][]string{{"A=1"}, {"A="}}, []string{"A="}},
-		{"value with =", [][]string{{"A=x=y"}}, []string{"A=x=y"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, mergeEnv(tt.lists...)); diff != "" {
-				t.Errorf("mergeEnv(%q) mismatch (-want +got):\n%s", tt.lists, diff)
-			}
-		})
-	}
-}
-
 func TestHideMount(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "key")
-	writeFile(t, file, "k", 0o600)
+	sandboxtest.WriteFile(t, file, "k", 0o600)
 	link := filepath.Join(dir, "link")
 	if err := os.Symlink(dir, link); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/standin/standin/internal/sandbox"
+	"github.com/standin/standin/internal/sandbox/sandboxtest"
 )
 
 // BenchmarkStartExec measures a sandbox's whole life around one command:
@@ -28,7 +29,7 @@ func BenchmarkStartExec(b *testing.B) {
 				waitSpares(b, r)
 				b.StartTimer()
 				t0 := time.Now()
-				in, err := r.Start(ctx, sandbox.Spec{ID: testID()})
+				in, err := r.Start(ctx, sandbox.Spec{ID: sandboxtest.ID()})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -49,13 +50,4 @@ func BenchmarkStartExec(b *testing.B) {
 }
 
 // BenchmarkExec measures one command's round trip in a running sandbox.
-func BenchmarkExec(b *testing.B) {
-	r := newRuntime(b)
-	in := start(b, r, sandbox.Spec{})
-	ctx := context.Background()
-	for b.Loop() {
-		if code, err := in.Exec(ctx, sandbox.ExecSpec{Args: []string{"true"}}); err != nil || code != 0 {
-			b.Fatalf("Exec(true) = %d, %v", code, err)
-		}
-	}
-}
+func BenchmarkExec(b *testing.B) { sandboxtest.BenchExec(b, newRuntime(b)) }

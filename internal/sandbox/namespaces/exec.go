@@ -34,8 +34,7 @@ type Instance struct {
 	*process // the init
 	rt       *Runtime
 	id       string
-	uid, gid uint32
-	env      []string // defaults and Spec.Env
+	env      []string // Spec.Environ
 
 	gone atomic.Bool // Delete has begun
 }
@@ -68,10 +67,7 @@ func (in *Instance) Delete(ctx context.Context) error {
 // Exec implements sandbox.Instance: the init forks the command, with the
 // streams the runtime passes it.
 func (in *Instance) Exec(ctx context.Context, spec sandbox.ExecSpec) (int, error) {
-	if len(spec.Args) == 0 || spec.Args[0] == "" {
-		return -1, fmt.Errorf("%w: exec: no command", sandbox.ErrInvalidSpec)
-	}
-	if err := validateEnv(spec.Env); err != nil {
+	if err := spec.Validate(); err != nil {
 		return -1, err
 	}
 	if in.gone.Load() {
@@ -101,15 +97,10 @@ func (in *Instance) Exec(ctx context.Context, spec sandbox.ExecSpec) (int, error
 var errLost = errors.New("lost the sandbox init")
 
 func (in *Instance) exec(ctx context.Context, spec sandbox.ExecSpec) (int, error) {
-	req := &execRequest{Args: spec.Args, Env: mergeEnv(in.env, spec.Env), Dir: spec.Dir, TTY: spec.TTY}
-	if req.Dir == "" {
-		req.Dir = sandbox.HomeDir
-	}
+	spec = spec.WithDefaults(in.env)
+	req := &execRequest{Args: spec.Args, Env: spec.Env, Dir: spec.Dir, TTY: spec.TTY}
 	if spec.TTY {
-		if !hasKey(req.Env, "TERM") {
-			req.Env = append(req.Env, "TERM=xterm-256color")
-		}
-		req.Rows, req.Cols = orDefault(spec.Rows, 24), orDefault(spec.Cols, 80)
+		req.Rows, req.Cols = spec.Rows, spec.Cols
 	}
 
 	conn, theirs, err := socketPair()
@@ -160,7 +151,13 @@ func (in *Instance) exec(ctx context.Context, spec sandbox.ExecSpec) (int, error
 			closeAll(fds)
 			return -1, fmt.Errorf("init sent %d descriptors for the terminal, want 1", len(fds))
 		}
-		st = ttyStdio(os.NewFile(uintptr(fds[0]), "ptm"), spec)
+		ptm := os.NewFile(uintptr(fds[0]), "ptm")
+		st = ttyStdio(ptm, spec)
+		if spec.Resize != nil {
+			stopResize := make(chan struct{})
+			defer close(stopResize)
+			go resizeTTY(ptm, spec.Resize, stopResize)
+		}
 	} else {
 		closeAll(fds)
 	}
@@ -359,6 +356,26 @@ func ttyStdio(ptm *os.File, spec sandbox.ExecSpec) *stdio {
 		go io.Copy(ptm, spec.Stdin)
 	}
 	return s
+}
+
+// resizeTTY gives the command's terminal each size received until done;
+// the kernel sends SIGWINCH to the terminal's foreground process group.
+// The primary side may be closed by drain meanwhile: the ioctl then fails,
+// and there is nothing left to resize.
+func resizeTTY(ptm *os.File, sizes <-chan sandbox.WindowSize, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case sz, ok := <-sizes:
+			if !ok {
+				return
+			}
+			control(ptm, func(fd int) error {
+				return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: sz.Rows, Col: sz.Cols})
+			})
+		}
+	}
 }
 
 // control runs fn on f's descriptor.

@@ -1,24 +1,16 @@
 package namespaces
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
-	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/standin/standin/internal/sandbox"
+	"github.com/standin/standin/internal/sandbox/sandboxtest"
 )
 
 // These tests run real sandboxes: they need root. Each test has its own
@@ -114,70 +106,6 @@ func newRuntimeConfig(tb testing.TB, cfg Config) *Runtime {
 	return r
 }
 
-var idSeq atomic.Int64
-
-// testID returns a sandbox ID unique on this machine for this process.
-func testID() string {
-	return fmt.Sprintf("test-%d-%d", os.Getpid(), idSeq.Add(1))
-}
-
-// start starts a sandbox that is deleted when the test ends.
-func start(tb testing.TB, r *Runtime, spec sandbox.Spec) *Instance {
-	tb.Helper()
-	if spec.ID == "" {
-		spec.ID = testID()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	in, err := r.Start(ctx, spec)
-	if err != nil {
-		tb.Fatalf("Start: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := in.Delete(context.Background()); err != nil {
-			tb.Errorf("Delete: %v", err)
-		}
-	})
-	return in.(*Instance)
-}
-
-type result struct {
-	Stdout, Stderr string
-	Exit           int
-}
-
-// run runs args in the sandbox and fails the test if it cannot be run.
-func run(tb testing.TB, in sandbox.Instance, args ...string) result {
-	tb.Helper()
-	return runSpec(tb, in, sandbox.ExecSpec{Args: args})
-}
-
-func runSpec(tb testing.TB, in sandbox.Instance, spec sandbox.ExecSpec) result {
-	tb.Helper()
-	var stdout, stderr bytes.Buffer
-	spec.Stdout, spec.Stderr = &stdout, &stderr
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	code, err := in.Exec(ctx, spec)
-	if err != nil {
-		tb.Fatalf("Exec(%q): %v", spec.Args, err)
-	}
-	return result{Stdout: stdout.String(), Stderr: stderr.String(), Exit: code}
-}
-
-// sh runs a shell script in the sandbox.
-func sh(tb testing.TB, in sandbox.Instance, script string) result {
-	tb.Helper()
-	return run(tb, in, "sh", "-c", script)
-}
-
-// python runs a python3 program in the sandbox. python3 is the host's,
-// seen read-only.
-func python(tb testing.TB, in sandbox.Instance, program string) result {
-	tb.Helper()
-	return run(tb, in, "/usr/bin/python3", "-c", program)
-}
-
 // nsProcs returns the host pids of the processes in the PID namespace of
 // process pid (pid included), with their command lines.
 func nsProcs(tb testing.TB, pid int) []string {
@@ -193,92 +121,8 @@ func nsProcs(tb testing.TB, pid int) []string {
 // /proc/PID/ns/KIND) is ns.
 func procsIn(tb testing.TB, kind, ns string) []string {
 	tb.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var procs []string
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		got, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", kind))
-		if err != nil || got != ns {
-			continue // gone, or elsewhere
-		}
-		b, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		procs = append(procs, e.Name()+": "+strings.ReplaceAll(string(b), "\x00", " "))
-	}
-	return procs
+	return sandboxtest.Processes(tb, func(pid, _ string) bool {
+		got, err := os.Readlink(filepath.Join("/proc", pid, "ns", kind))
+		return err == nil && got == ns // else gone, or elsewhere
+	})
 }
-
-// hostDir makes a directory that sandboxes see (not under /tmp or /var/tmp,
-// which are empty inside), removed when the test ends.
-func hostDir(tb testing.TB) string {
-	tb.Helper()
-	dir, err := os.MkdirTemp("/var/cache", "standin-sandbox-test-")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	return dir
-}
-
-func writeFile(tb testing.TB, path, content string, mode os.FileMode) {
-	tb.Helper()
-	if err := os.WriteFile(path, []byte(content), mode); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-func ip(tb testing.TB, args ...string) {
-	tb.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		tb.Fatalf("ip %q: %v: %s", args, err, out)
-	}
-}
-
-// testNetNS makes a named network namespace, deleted when the test ends,
-// and returns its name and path.
-func testNetNS(tb testing.TB, what string) (string, string) {
-	tb.Helper()
-	name := fmt.Sprintf("stintest-ns-%s-%d-%d", what, os.Getpid(), idSeq.Add(1))
-	ip(tb, "netns", "add", name)
-	tb.Cleanup(func() { exec.Command("ip", "netns", "delete", name).Run() })
-	ip(tb, "-n", name, "link", "set", "lo", "up")
-	return name, "/run/netns/" + name
-}
-
-// inNetNS runs fn on a thread in the network namespace at path; sockets
-// made there stay in it.
-func inNetNS(tb testing.TB, path string, fn func() error) {
-	tb.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // not unlocked: the thread dies with the goroutine
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	if err := <-errc; err != nil {
-		tb.Fatalf("in %s: %v", path, err)
-	}
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -222,7 +222,7 @@ func (r *Runtime) take() (*process, error) {
 // Start implements sandbox.Runtime: it hands the Spec to an init in new
 // namespaces and waits until the init has built the sandbox.
 func (r *Runtime) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
-	if err := validate(spec); err != nil {
+	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -278,14 +278,11 @@ func (r *Runtime) start(ctx context.Context, spec sandbox.Spec) (*Instance, erro
 	if err == nil && rep.Error == "" {
 		p.ctl.SetReadDeadline(time.Time{})
 		r.log.Info("sandbox started", logKeySandbox, spec.ID, logKeyElapsed, time.Since(began))
-		uid, gid := ids(spec)
 		return &Instance{
 			process: p,
 			rt:      r,
 			id:      spec.ID,
-			uid:     uid,
-			gid:     gid,
-			env:     mergeEnv([]string{defaultPath, "HOME=" + sandbox.HomeDir, "LANG=C.UTF-8"}, spec.Env),
+			env:     spec.Environ(),
 		}, nil
 	}
 
