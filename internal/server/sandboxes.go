@@ -356,8 +356,10 @@ func (o *runner) build(ctx context.Context, instID, owner string) (r *running, e
 	}
 	bundle := filepath.Join(r.dir, "ca-certificates.crt")
 	host, err := os.ReadFile(hostCABundle)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return r, fmt.Errorf("start sandbox: read host CA bundle: %w", err)
+	if err != nil {
+		// The sandbox's bundle is mounted over the host's, which must
+		// exist (runsc would otherwise create it on the host).
+		return r, fmt.Errorf("start sandbox: read the host's CA bundle (install it with `apt-get install ca-certificates`): %w", err)
 	}
 	if len(host) > 0 && host[len(host)-1] != '\n' {
 		host = append(host, '\n')
