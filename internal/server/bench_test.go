@@ -14,6 +14,7 @@ import (
 	"io"
 	"math"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -45,6 +46,57 @@ const (
 	benchSecretHost = "api.corp.test"
 	benchPlainHost  = "bulk.corp.test"
 )
+
+// benchRawHost is routed to benchRawServer: plain TCP, no TLS, no HTTP.
+const benchRawHost = "raw.corp.test"
+
+// The first byte a bulk client sends: the server answers '<' with
+// benchBodySize bytes, and '>' by reading to EOF and writing back the count.
+// Neither can start a TLS record or an HTTP method, so the gateway splices
+// the connection without waiting for more.
+const (
+	bulkDown = '<'
+	bulkUp   = '>'
+)
+
+// benchRawServer serves the bulk protocol above on loopback, reading and
+// writing 1 MiB at a time.
+func benchRawServer(tb testing.TB) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				cmd := make([]byte, 1)
+				if _, err := io.ReadFull(c, cmd); err != nil {
+					return
+				}
+				buf := make([]byte, 1<<20)
+				switch cmd[0] {
+				case bulkDown:
+					for n := 0; n < benchBodySize; n += len(buf) {
+						if _, err := c.Write(buf); err != nil {
+							return
+						}
+					}
+				case bulkUp:
+					n, _ := io.CopyBuffer(io.Discard, struct{ io.Reader }{c}, buf)
+					fmt.Fprintf(c, "%d", n)
+				}
+			}()
+		}
+	}()
+	return ln
+}
 
 // benchUpstream is a fake provider on loopback for both names: GET /big
 // sends benchBodySize bytes, PUT /up reads the body and discards it.
@@ -101,11 +153,13 @@ func benchUpstream(tb testing.TB) (srv *httptest.Server, caFile string) {
 }
 
 // benchEnv is a server with runtime gvisor, the explicit proxy on a free
-// loopback port, and the bench upstream routed for both names.
+// loopback port, the bench upstream routed for both its names, and the bulk
+// server for benchRawHost.
 type benchEnv struct {
 	c   *client.Client
 	cfg Config
 	up  *httptest.Server
+	raw net.Listener
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
@@ -119,11 +173,12 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	cfg.Listen = "off"
 	cfg.Gateway.Listen = "127.0.0.1:0"
 	addr := up.Listener.Addr().String()
-	cfg.Gateway.Hosts = map[string]string{benchSecretHost: addr, benchPlainHost: addr}
+	raw := benchRawServer(b)
+	cfg.Gateway.Hosts = map[string]string{benchSecretHost: addr, benchPlainHost: addr, benchRawHost: raw.Addr().String()}
 	cfg.Gateway.DialGuard = []string{"127.0.0.0/8"}
 	cfg.Gateway.UpstreamCAFile = caFile
 	cfg.RunscPath = runscBin(b)
-	return &benchEnv{c: startServer(b, cfg), cfg: cfg, up: up}
+	return &benchEnv{c: startServer(b, cfg), cfg: cfg, up: up, raw: raw}
 }
 
 // percentile is the p-th percentile (nearest rank) of sorted ds.
@@ -302,14 +357,25 @@ func curlStats(b *testing.B, what, out string) float64 {
 	return n / secs / 1e6
 }
 
-// BenchmarkSandboxThroughput moves benchBodySize bytes with curl (HTTPS,
-// one connection) in each direction over four paths in one run: from the
-// host straight to the upstream (direct), from the host through the
-// explicit proxy (HTTPS_PROXY of the sandbox env endpoint), and from inside
-// a sandbox through TUN + netstack + gateway; each gateway path both for a
-// host with a secret bound (TLS intercepted) and one without (spliced).
-// curl runs with -k: the host curl does not trust the fake CAs, and
-// verification costs nothing measurable next to the transfer.
+// BenchmarkSandboxThroughput moves benchBodySize bytes, one connection at a
+// time, in each direction over these paths in one run:
+//
+//   - curl over HTTPS: from the host straight to the upstream (direct), from
+//     the host through the explicit proxy (HTTPS_PROXY of the sandbox env
+//     endpoint), and from inside a sandbox through TUN + netstack + gateway;
+//     each gateway path both for a host with a secret bound (TLS
+//     intercepted) and one without (spliced). curl runs with -k: the host
+//     curl does not trust the fake CAs, and verification costs nothing
+//     measurable next to the transfer.
+//   - bulk TCP (bulkClient, Python, no TLS) to benchRawHost: from the host
+//     straight, from the host through the explicit proxy (CONNECT), and from
+//     inside the sandbox, with 1 MiB reads and writes, which measures the
+//     path; and, downloads only, reading like curl reads TLS (a 5-byte record
+//     header, then the 16 KiB record, then two writes to /dev/null), which
+//     measures what a small-read client sees.
+//   - controls inside the sandbox over its own loopback (gVisor's TCP, no
+//     TUN, no gateway), downloads only: curl over HTTP and over HTTPS from a
+//     Python sender.
 func BenchmarkSandboxThroughput(b *testing.B) {
 	e := newBenchEnv(b)
 	ctx := context.Background()
@@ -318,7 +384,7 @@ func BenchmarkSandboxThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	if _, err := e.c.CreateSandbox(ctx, client.SandboxCreate{Name: "tp", Secrets: map[string]string{"CORP_KEY": "corp"},
-		Network: client.NetworkRules{AllowOut: []string{benchSecretHost, benchPlainHost}, DenyOut: []string{"0.0.0.0/0", "::/0"}}}); err != nil {
+		Network: client.NetworkRules{AllowOut: []string{benchSecretHost, benchPlainHost, benchRawHost}, DenyOut: []string{"0.0.0.0/0", "::/0"}}}); err != nil {
 		b.Fatal(err)
 	}
 	env, err := e.c.SandboxEnv(ctx, "tp")
@@ -335,6 +401,11 @@ func BenchmarkSandboxThroughput(b *testing.B) {
 		b.Fatal("sandbox env has no HTTPS_PROXY")
 	}
 	_, upPort, _ := strings.Cut(e.up.Listener.Addr().String(), ":")
+	// Through the gateway (sandbox and explicit proxy) benchRawHost reaches
+	// the bulk server whatever the port; the host itself cannot resolve the
+	// name, so bulk-direct dials the server's address.
+	rawTarget := benchRawHost + ":9000"
+	rawDirect := e.raw.Addr().String()
 
 	const (
 		down = `curl -sS -k -o /dev/null -w '%{size_download} %{time_total}' `
@@ -345,75 +416,178 @@ func BenchmarkSandboxThroughput(b *testing.B) {
 	if benchBodySize != 268435456 {
 		b.Fatal("benchBodySize and the upload command disagree")
 	}
-	host := func(what, script string) float64 {
+	host := func(what, stdin string, args ...string) float64 {
 		b.Helper()
-		out, err := exec.Command("sh", "-c", script).Output()
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Stdin = strings.NewReader(stdin)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
 		if err != nil {
-			b.Fatalf("%s: %s: %v", what, script, err)
+			b.Fatalf("%s: %q: %v, stderr %q", what, args, err, stderr.String())
 		}
 		return curlStats(b, what, string(out))
 	}
-	inside := func(what, script string) float64 {
+	inside := func(what, stdin string, args ...string) float64 {
 		b.Helper()
 		ectx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		var stdout, stderr strings.Builder
-		code, err := e.c.Exec(ectx, "tp", client.ExecRequest{Args: []string{"sh", "-c", script}}, &stdout, &stderr)
+		code, err := e.c.Exec(ectx, "tp", client.ExecRequest{Args: args, Stdin: []byte(stdin)}, &stdout, &stderr)
 		if err != nil || code != 0 {
-			b.Fatalf("%s: %s = %d, %v, stderr %q", what, script, code, err, stderr.String())
+			b.Fatalf("%s: %q = %d, %v, stderr %q", what, args, code, err, stderr.String())
 		}
 		return curlStats(b, what, stdout.String())
 	}
 	type row struct {
 		name string
+		// than names the row a sandbox row is compared with: the same
+		// client on the host through the explicit proxy.
+		than string
 		run  func() float64
 	}
 	for _, dir := range []struct{ name, cmd, path string }{{"down", down, "/big"}, {"up", up, "/up"}} {
 		direct := fmt.Sprintf("--connect-to %s:443:127.0.0.1:%s ", benchPlainHost, upPort)
 		rows := []row{
-			{"direct", func() float64 { return host("direct", dir.cmd+direct+"https://"+benchPlainHost+dir.path) }},
-			{"proxy-spliced", func() float64 {
-				return host("proxy spliced", dir.cmd+"-x '"+proxy+"' https://"+benchPlainHost+dir.path)
+			{"direct", "", func() float64 {
+				return host("direct", "", "sh", "-c", dir.cmd+direct+"https://"+benchPlainHost+dir.path)
 			}},
-			{"proxy-intercepted", func() float64 {
-				return host("proxy intercepted", dir.cmd+"-x '"+proxy+"' https://"+benchSecretHost+dir.path)
+			{"proxy-spliced", "", func() float64 {
+				return host("proxy spliced", "", "sh", "-c", dir.cmd+"-x '"+proxy+"' https://"+benchPlainHost+dir.path)
 			}},
-			{"sandbox-spliced", func() float64 { return inside("sandbox spliced", dir.cmd+"https://"+benchPlainHost+dir.path) }},
-			{"sandbox-intercepted", func() float64 {
-				return inside("sandbox intercepted", dir.cmd+"https://"+benchSecretHost+dir.path)
+			{"proxy-intercepted", "", func() float64 {
+				return host("proxy intercepted", "", "sh", "-c", dir.cmd+"-x '"+proxy+"' https://"+benchSecretHost+dir.path)
+			}},
+			{"sandbox-spliced", "proxy-spliced", func() float64 {
+				return inside("sandbox spliced", "", "sh", "-c", dir.cmd+"https://"+benchPlainHost+dir.path)
+			}},
+			{"sandbox-intercepted", "proxy-intercepted", func() float64 {
+				return inside("sandbox intercepted", "", "sh", "-c", dir.cmd+"https://"+benchSecretHost+dir.path)
+			}},
+			{"bulk-direct", "", func() float64 {
+				return host("bulk direct", bulkClient, "python3", "-", dir.name, rawDirect)
+			}},
+			{"bulk-proxy", "", func() float64 {
+				return host("bulk proxy", bulkClient, "python3", "-", dir.name, rawTarget, proxy)
+			}},
+			{"bulk-sandbox", "bulk-proxy", func() float64 {
+				return inside("bulk sandbox", bulkClient, "python3", "-", dir.name, rawTarget)
 			}},
 		}
 		if dir.name == "down" {
-			// Control: the same download inside the sandbox over its own
-			// loopback (gVisor's TCP, no TUN, no gateway, no TLS), from a
-			// Python sender.
-			rows = append(rows, row{"sandbox-loopback-http", func() float64 {
-				return inside("sandbox loopback", `/usr/bin/python3 -c "`+loopbackSender+`" & sleep 1; `+
-					down+"http://127.0.0.1:8080/big")
-			}})
+			rows = append(rows,
+				row{"bulk-proxy-16k", "", func() float64 {
+					return host("bulk proxy 16k", bulkClient, "python3", "-", "down16k", rawTarget, proxy)
+				}},
+				row{"bulk-sandbox-16k", "bulk-proxy-16k", func() float64 {
+					return inside("bulk sandbox 16k", bulkClient, "python3", "-", "down16k", rawTarget)
+				}},
+				row{"sandbox-loopback-http", "", func() float64 {
+					return inside("sandbox loopback http", loopbackSender, "sh", "-c",
+						`S=$(cat); rm -f /tmp/sender-ready; python3 -c "$S" & `+
+							`while [ ! -e /tmp/sender-ready ]; do sleep 0.1; done; `+down+"http://127.0.0.1:8080/big")
+				}},
+				row{"sandbox-loopback-https", "", func() float64 {
+					return inside("sandbox loopback https", loopbackSender, "sh", "-c",
+						`cd /tmp && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem -out cert.pem -subj /CN=localhost -days 1 2>/dev/null && `+
+							`S=$(cat); rm -f /tmp/sender-ready; python3 -c "$S" tls & `+
+							`while [ ! -e /tmp/sender-ready ]; do sleep 0.1; done; `+down+"https://127.0.0.1:8443/big")
+				}},
+			)
 		}
-		var directMBs float64
+		// Host rows appear in the metrics and as the base of a sandbox
+		// row's line: the test framework keeps only 10 lines of log.
+		got := map[string]float64{}
 		for _, r := range rows {
 			mbs := r.run()
-			if r.name == "direct" {
-				directMBs = mbs
-			}
+			got[r.name] = mbs
 			b.ReportMetric(mbs, dir.name+"-"+r.name+"-MB/s")
-			b.Logf("%s %-20s %7.1f MB/s  %.2fx direct", dir.name, r.name, mbs, mbs/directMBs)
+			switch {
+			case r.than != "":
+				b.ReportMetric(mbs/got[r.than], dir.name+"-"+r.name+"-x-"+r.than)
+				b.Logf("%s %-22s %6.1f MB/s = %.2fx %s (%.1f MB/s)", dir.name, r.name, mbs, mbs/got[r.than], r.than, got[r.than])
+			case strings.HasPrefix(r.name, "sandbox-"):
+				b.Logf("%s %-22s %6.1f MB/s = %.2fx direct (%.1f MB/s)", dir.name, r.name, mbs, mbs/got["direct"], got["direct"])
+			}
 		}
 	}
 }
 
-// loopbackSender answers one HTTP request on 127.0.0.1:8080 with
-// benchBodySize zero bytes.
-const loopbackSender = `import socket
+// bulkClient is a Python client for benchRawServer, run as
+// `python3 - MODE HOST:PORT [PROXY]` with this on stdin. MODE is "down",
+// "up" or "down16k" (a download read the way curl reads TLS: the 5-byte
+// record header, then a 16 KiB record, then two writes to /dev/null, each
+// a system call). With PROXY (an http:// URL with user and password) it
+// tunnels through CONNECT. It prints the bytes moved and the seconds taken,
+// connecting included, as curl's -w does.
+const bulkClient = `import base64, os, socket, sys, time, urllib.parse
+mode, target = sys.argv[1], sys.argv[2]
+size = ` + "268435456" + `
+t0 = time.time()
+if len(sys.argv) > 3:
+    u = urllib.parse.urlsplit(sys.argv[3])
+    s = socket.create_connection((u.hostname, u.port))
+    auth = base64.b64encode((urllib.parse.unquote(u.username) + ':' + urllib.parse.unquote(u.password)).encode()).decode()
+    s.sendall(('CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Basic %s\r\n\r\n' % (target, target, auth)).encode())
+    resp = b''
+    while not resp.endswith(b'\r\n\r\n'):
+        c = s.recv(1)  # a byte at a time: nothing past the response is consumed
+        if not c:
+            sys.exit('proxy closed the connection')
+        resp += c
+    if resp.split()[1] != b'200':
+        sys.exit('CONNECT: %r' % resp)
+else:
+    host, port = target.rsplit(':', 1)
+    s = socket.create_connection((host, int(port)))
+n = 0
+buf = bytearray(1 << 20)
+if mode == 'down':
+    s.sendall(b'<')
+    while True:
+        k = s.recv_into(buf)
+        if not k:
+            break
+        n += k
+elif mode == 'down16k':
+    null = os.open('/dev/null', os.O_WRONLY)
+    mv = memoryview(buf)
+    s.sendall(b'<')
+    while True:
+        k = s.recv_into(mv[:5])
+        if not k:
+            break
+        k2 = s.recv_into(mv[:16401])
+        n += k + k2
+        os.write(null, mv[:4096])
+        os.write(null, mv[4096:max(k2, 4096)])
+else:
+    s.sendall(b'>')
+    for _ in range(size // len(buf)):
+        s.sendall(buf)
+    s.shutdown(socket.SHUT_WR)
+    n = int(s.recv(64))
+print(n, time.time() - t0)
+`
+
+// loopbackSender, run as `python3 -c`, answers one HTTP
+// request on 127.0.0.1:8080 with benchBodySize zero bytes; with the argument
+// "tls", on 127.0.0.1:8443 over TLS with cert.pem and key.pem of the working
+// directory. It creates /tmp/sender-ready once it listens.
+const loopbackSender = `import socket, ssl, sys
+tls = sys.argv[1:] == ['tls']
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('127.0.0.1', 8080))
+s.bind(('127.0.0.1', 8443 if tls else 8080))
 s.listen()
+open('/tmp/sender-ready', 'w').close()
 c, _ = s.accept()
+if tls:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain('cert.pem', 'key.pem')
+    c = ctx.wrap_socket(c, server_side=True)
 c.recv(65536)
-c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 268435456\\r\\nConnection: close\\r\\n\\r\\n')
+c.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: ` + "268435456" + `\r\nConnection: close\r\n\r\n')
 b = bytes(1 << 20)
 for _ in range(256):
     c.sendall(b)

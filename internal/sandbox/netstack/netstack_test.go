@@ -18,6 +18,8 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/standin/standin/internal/sandbox/netns"
 )
@@ -66,6 +68,41 @@ func TestTCPFromTool(t *testing.T) {
 	}
 	if want := "echo: hello from the sandbox"; r.out != want {
 		t.Errorf("sandbox got %q, want %q", r.out, want)
+	}
+}
+
+// TestTCPOptions checks the stack-wide TCP settings that bulk transfers
+// through the TUN device depend on (see start).
+func TestTCPOptions(t *testing.T) {
+	e := newEnv(t)
+	var sack tcpip.TCPSACKEnabled
+	var recovery tcpip.TCPRecovery
+	var moderate tcpip.TCPModerateReceiveBufferOption
+	var rcv tcpip.TCPReceiveBufferSizeRangeOption
+	var snd tcpip.TCPSendBufferSizeRangeOption
+	for _, opt := range []tcpip.GettableTransportProtocolOption{&sack, &recovery, &moderate, &rcv, &snd} {
+		if err := e.st.s.TransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+			t.Fatalf("TransportProtocolOption(%T): %s", opt, err)
+		}
+	}
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"SACK", sack, tcpip.TCPSACKEnabled(true)},
+		// RACK's tail loss probes retransmitted segments the sandbox had
+		// received but was slow to ACK.
+		{"recovery (no RACK)", recovery, tcpip.TCPRecovery(0)},
+		{"receive buffer moderation", moderate, tcpip.TCPModerateReceiveBufferOption(true)},
+		{"max receive buffer", rcv.Max, tcpRecvBufMax},
+		{"max send buffer", snd.Max, tcpSendBufMax},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, tt.got); diff != "" {
+				t.Errorf("%s option (-want +got):\n%s", tt.name, diff)
+			}
+		})
 	}
 }
 
