@@ -178,6 +178,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	cfg.Gateway.DialGuard = []string{"127.0.0.0/8"}
 	cfg.Gateway.UpstreamCAFile = caFile
 	cfg.RunscPath = runscBin(b)
+	cfg.Runtime = benchRuntime()
 	return &benchEnv{c: startServer(b, cfg), cfg: cfg, up: up, raw: raw}
 }
 

@@ -107,6 +107,15 @@ func TestPool(t *testing.T) {
 	}
 }
 
+// benchRuntime is the runtime the sandbox benchmarks use: gvisor, or the
+// one STANDIN_BENCH_RUNTIME names (namespaces).
+func benchRuntime() string {
+	if rt := os.Getenv("STANDIN_BENCH_RUNTIME"); rt != "" {
+		return rt
+	}
+	return RuntimeGVisor
+}
+
 // BenchmarkSandboxLifecyclePool is BenchmarkSandboxLifecycle with a pool
 // of one: create -> first exec (`true`) finished, through the API, for 50
 // sandboxes one after another, each taken from the pool. Between creates
@@ -122,6 +131,7 @@ func BenchmarkSandboxLifecyclePool(b *testing.B) {
 	cfg.Gateway.Listen = "off"
 	cfg.Gateway.DialGuard = []string{"127.0.0.0/8"}
 	cfg.RunscPath = runscBin(b)
+	cfg.Runtime = benchRuntime()
 	cfg.Pool = 1
 	runc := make(chan *runner, 1)
 	c, stop := startServerHook(b, cfg, func(r *runner) { runc <- r })
