@@ -24,7 +24,7 @@ bin="$PEER_DIR/standin"
 export STANDIN_DATA_DIR="$PEER_DIR/data"
 rm -rf "$STANDIN_DATA_DIR"
 cat >"$PEER_DIR/config.json" <<JSON
-{"version": 1, "dataDir": "$STANDIN_DATA_DIR", "listen": "off",
+{"version": 1, "dataDir": "$STANDIN_DATA_DIR", "listen": "off", "runtime": "none",
  "log": {"level": "warn"},
  "gateway": {"listen": "127.0.0.1:$PORT", "upstreamCAFile": "$UPSTREAM_CA", "dialGuard": ["127.0.0.0/8"]}}
 JSON

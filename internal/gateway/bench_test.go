@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -104,4 +105,35 @@ func BenchmarkDownload10MBDirect(b *testing.B) {
 	b.Cleanup(tr.CloseIdleConnections)
 	b.SetBytes(10 << 20)
 	benchGet(b, &http.Client{Transport: tr}, "https://"+rig.up.addr.String()+"/big", "Bearer sk-bench-REALVALUE-0123456789abcdef")
+}
+
+// BenchmarkNewHost: each request on a new connection to a host the
+// gateway has not seen (inspect all, no secret for it): CONNECT, a leaf
+// minted for the name, a TLS handshake each way and a new upstream
+// connection. Compare with BenchmarkColdConnect, where the leaf and the
+// upstream connection are reused.
+func BenchmarkNewHost(b *testing.B) {
+	rig := newRig(b, "bench.test", "*.mint.test")
+	rig.sandbox(client.SandboxCreate{Name: "sb", Network: client.NetworkRules{
+		AllowOut: []string{"127.0.0.0/8", "*.mint.test"}, Inspect: "all"}})
+	rig.up.handle(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"ok":true}`) })
+	c := rig.httpClient("sb", false)
+	c.Transport.(*http.Transport).DisableKeepAlives = true
+	port := rig.up.addr.Port()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		host := fmt.Sprintf("h%d.mint.test", i)
+		rig.resolver.set(host, "127.0.0.1")
+		resp, err := c.Get(fmt.Sprintf("https://%s:%d/", host, port))
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
 }

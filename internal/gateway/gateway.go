@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,6 +25,9 @@ type Gateway struct {
 	cfg    Config
 	logger *slog.Logger
 	ix     *index
+	// debugLog is logger at debug level as a log.Logger, for net/http's
+	// error logs.
+	debugLog *log.Logger
 
 	mitm     *http.Server
 	mitmConn chanListener
@@ -79,12 +83,13 @@ func New(cfg Config) (*Gateway, error) {
 		transports: map[string]*http.Transport{},
 		scrubbers:  map[string]*Scrubber{},
 		mitmConn:   newChanListener(),
+		debugLog:   slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
 	g.mitm = &http.Server{
 		Handler:           http.HandlerFunc(g.serveMITM),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		ErrorLog:          g.debugLog,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if ci, ok := g.conns.Load(c); ok {
 				return context.WithValue(ctx, connInfoKey{}, ci)
@@ -168,7 +173,11 @@ func (g *Gateway) transport(sb *sandboxInfo) *http.Transport {
 			if err != nil {
 				return nil, err
 			}
-			return g.cfg.Dialer.Dial(ctx, host, port, rules)
+			c, err := g.cfg.Dialer.Dial(ctx, host, port, rules)
+			if err != nil {
+				return nil, err
+			}
+			return &readAheadConn{Conn: c}, nil
 		},
 		TLSClientConfig:       &tls.Config{RootCAs: g.cfg.UpstreamRoots, MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2:     true,
@@ -183,6 +192,13 @@ func (g *Gateway) transport(sb *sandboxInfo) *http.Transport {
 		// transfers.
 		ReadBufferSize:  64 << 10,
 		WriteBufferSize: 64 << 10,
+		// Let HTTP/2 upstreams send DATA frames of up to 256 KiB rather
+		// than 16 KiB: a frame costs a Go upstream a goroutine and an
+		// extra small TLS record, and costs us a pass of the read loop;
+		// bulk downloads took about a quarter less CPU in all (gateway,
+		// upstream and client). Each upstream connection that gets such
+		// frames keeps a read buffer that large.
+		HTTP2: &http.HTTP2Config{MaxReadFrameSize: 256 << 10},
 	}
 	g.transports[key] = t
 	return t

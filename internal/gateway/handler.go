@@ -144,7 +144,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 		// drops Content-Length, so such responses flush every write too.
 		FlushInterval: 0,
 		BufferPool:    copyBuffers,
-		ErrorLog:      slog.NewLogLogger(g.logger.Handler(), slog.LevelDebug),
+		ErrorLog:      g.debugLog,
 		ModifyResponse: func(resp *http.Response) error {
 			st.upstream = resp.StatusCode
 			if scrub.empty() {
@@ -210,6 +210,9 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 		out.Body = &countingBody{ReadCloser: out.Body, n: &st.bytesOut}
 	}
 	cw := &countingWriter{ResponseWriter: w, n: &st.bytesIn, scrub: scrub}
+	if r.ProtoMajor == 1 {
+		cw.batch = ci.batch
+	}
 	rp.ServeHTTP(cw, out)
 	switch {
 	case status != 0:
@@ -237,7 +240,12 @@ type upgradedConn struct {
 func (u *upgradedConn) Read(p []byte) (int, error) { return u.r.Read(p) }
 
 // copyBuffers are ReverseProxy's copy buffers, reused across requests.
-var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+// 64 KiB: each read from the upstream's body returns a flow-control
+// credit (an HTTP/2 WINDOW_UPDATE write) and each write to the sandbox
+// costs a system call, so fewer, larger pieces cost less CPU per byte.
+var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}}
+
+const copyBufSize = 64 << 10
 
 type bufferPool struct{ p sync.Pool }
 
@@ -271,7 +279,11 @@ func (g *Gateway) scrubber(sb *sandboxInfo, host string) (*Scrubber, error) {
 		}
 		pairs = append(pairs, ScrubPair{Value: v.Reveal(), StandIn: standIn})
 	}
-	s = NewScrubber(pairs)
+	if len(pairs) > 0 {
+		// A nil Scrubber changes nothing: hosts with no secret (most, with
+		// inspect all) need no tables.
+		s = NewScrubber(pairs)
+	}
 	g.mu.Lock()
 	g.scrubbers[key] = s
 	g.mu.Unlock()
@@ -425,6 +437,9 @@ func (g *Gateway) finish(r *http.Request, ci *connInfo, st *reqState, status int
 	if st.outcome == "refused" {
 		level = slog.LevelWarn
 	}
+	if !g.logger.Enabled(r.Context(), level) {
+		return // and spare building the line's attributes
+	}
 	g.logger.Log(r.Context(), level, "proxied request",
 		"sandbox", sbName, "sandbox_id", sbID, "method", r.Method, "host", st.host, "path", path,
 		"proto", r.Proto, "status", status, "upstream_status", st.upstream, "outcome", st.outcome,
@@ -473,6 +488,10 @@ type countingWriter struct {
 	// scrub cleans informational (1xx) headers, which the proxy copies
 	// from the upstream without ModifyResponse.
 	scrub *Scrubber
+	// batch, if not nil, gathers the TLS records of one Write into one
+	// write to the socket (HTTP/1 over an intercepted flow only: there
+	// the handler is the connection's only writer).
+	batch *batchConn
 }
 
 func (c *countingWriter) WriteHeader(code int) {
@@ -492,7 +511,11 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	if c.status == 0 {
 		c.status = http.StatusOK
 	}
+	c.batch.hold()
 	n, err := c.ResponseWriter.Write(p)
+	if ferr := c.batch.release(); err == nil && ferr != nil {
+		err = ferr
+	}
 	c.n.Add(int64(n))
 	return n, err
 }

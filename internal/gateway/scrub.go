@@ -23,8 +23,9 @@ type ScrubPair struct{ Value, StandIn []byte }
 // boundary. Raw and percent-encoded forms are scrubbed at any length.
 const minCore = 8
 
-// readChunk is the most a scrubbing Reader asks its source for at once.
-const readChunk = 32 << 10
+// readChunk is the most a scrubbing Reader asks its source for at once: as
+// much as the proxy's copy buffer takes.
+const readChunk = copyBufSize
 
 // Scrubber removes real secret values from responses (reflection defence):
 // the raw value, its URL-encoded form, and its standard and URL-safe base64
@@ -60,6 +61,10 @@ type Scrubber struct {
 	// value move several bytes per step instead of one.
 	minLen int
 	shift  []uint8
+	// near has bit k set when shift[k] is less than minLen-1: the blocks
+	// found near the start of some pattern. It is shift's common case in
+	// 8 KiB, which stays in the L1 cache where the 64 KiB table does not.
+	near *[1 << 16 / 64]uint64
 }
 
 // pattern is one encoded form of a value and its replacement.
@@ -138,11 +143,13 @@ func (s *Scrubber) buildShift() {
 	for i := range s.shift {
 		s.shift[i] = uint8(m - 1)
 	}
+	s.near = new([1 << 16 / 64]uint64)
 	for _, p := range s.pats {
 		for q := 0; q+1 < m; q++ {
 			k := uint16(p.find[q])<<8 | uint16(p.find[q+1])
 			if d := uint8(m - 2 - q); d < s.shift[k] {
 				s.shift[k] = d
+				s.near[k/64] |= 1 << (k % 64)
 			}
 		}
 	}
@@ -318,8 +325,29 @@ func (s *Scrubber) match(data []byte, from, to int) (at, pat int) {
 // a full window of minLen bytes fits can start a match.
 func (s *Scrubber) matchSkip(data []byte, from, to int) (at, pat int) {
 	m := s.minLen
+	step := m - 1
+	near := s.near
 	last := min(to-1, len(data)-m) // last possible start
 	for i := from; i <= last; {
+		// The usual case in data without the value: the windows ending
+		// step, 2*step... bytes on all end in blocks no pattern has near
+		// its start, so no match starts before i+4*step. Their addresses
+		// do not depend on what is loaded, so the four lookups overlap
+		// instead of waiting on each other as the shifts below do.
+		if i+3*step <= last {
+			e := i + m - 1
+			k0 := uint16(data[e-1])<<8 | uint16(data[e])
+			e += step
+			k1 := uint16(data[e-1])<<8 | uint16(data[e])
+			e += step
+			k2 := uint16(data[e-1])<<8 | uint16(data[e])
+			e += step
+			k3 := uint16(data[e-1])<<8 | uint16(data[e])
+			if near[k0/64]&(1<<(k0%64))|near[k1/64]&(1<<(k1%64))|near[k2/64]&(1<<(k2%64))|near[k3/64]&(1<<(k3%64)) == 0 {
+				i += 4 * step
+				continue
+			}
+		}
 		e := i + m - 1
 		if d := s.shift[uint16(data[e-1])<<8|uint16(data[e])]; d > 0 {
 			i += int(d)
@@ -419,7 +447,11 @@ func (r *scrubReader) Read(p []byte) (int, error) {
 			return 0, r.err
 		}
 		held := copy(r.buf, r.buf[r.heldFrom:r.heldTo])
-		n, err := r.src.Read(r.buf[held:])
+		// Read no more than p can take with the held bytes: what comes
+		// out then fits p, and no remainder is left for a second, tiny
+		// Read. A copy loop that gets full reads writes full TLS
+		// records; a stray remainder made it write each chunk as three.
+		n, err := r.src.Read(r.buf[held:min(len(r.buf), max(len(p), held+1))])
 		data := r.buf[:held+n]
 		idle := errors.Is(err, errIdle)
 		if idle {

@@ -590,3 +590,67 @@ func BenchmarkNewScrubber(b *testing.B) {
 		NewScrubber(pairs)
 	}
 }
+
+// BenchmarkScrubReaderRandom scrubs 10 MB of random bytes (a download of
+// compressed or binary data) for one value shaped like an API key: the
+// common case of a body that never holds the value.
+func BenchmarkScrubReaderRandom(b *testing.B) {
+	s := NewScrubber([]ScrubPair{{Value: []byte("sk-real-0123456789abcdef01234567"), StandIn: []byte("STANDIN-REDACTED-STANDIN-REDACTE")}})
+	data := make([]byte, 10<<20)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := io.Copy(io.Discard, s.Reader(io.NopCloser(bytes.NewReader(data)))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestScrubSkipMatchesNaive checks the skip search against a plain
+// leftmost-longest scan, on random bytes and on text, with a form of the
+// value (or a prefix of one) placed at every offset in turn.
+func TestScrubSkipMatchesNaive(t *testing.T) {
+	value := []byte("sk-real-0123456789abcdef01234567")
+	s := NewScrubber([]ScrubPair{{Value: value, StandIn: []byte("STANDIN-REDACTED-STANDIN-REDACTE-x")}})
+	if s.shift == nil {
+		t.Fatal("no skip table for a 32-byte value")
+	}
+	forms := [][]byte{value, value[:len(value)-1], []byte(base64.StdEncoding.EncodeToString(value))}
+	for n := range 12 {
+		base := make([]byte, 200+n*37)
+		if n%2 == 0 {
+			rand.NewChaCha8([32]byte{byte(n)}).Read(base)
+		} else {
+			base = scrubText(len(base), 0, nil, uint64(n))
+		}
+		f := forms[n%len(forms)]
+		for at := range len(base) + 1 {
+			data := append(append(append([]byte(nil), base[:at]...), f...), base[at:]...)
+			if got, want := s.Bytes(data), scrubNaive(s, data); !bytes.Equal(got, want) {
+				t.Fatalf("Bytes(%q) = %q, want %q", data, got, want)
+			}
+		}
+	}
+}
+
+// scrubNaive replaces, at each position from the left, the longest
+// pattern starting there.
+func scrubNaive(s *Scrubber, data []byte) []byte {
+	var out []byte
+	for i := 0; i < len(data); {
+		best := -1
+		for j, p := range s.pats {
+			if bytes.HasPrefix(data[i:], p.find) && (best < 0 || len(p.find) > len(s.pats[best].find)) {
+				best = j
+			}
+		}
+		if best < 0 {
+			out = append(out, data[i])
+			i++
+			continue
+		}
+		out = append(out, s.pats[best].repl...)
+		i += len(s.pats[best].find)
+	}
+	return out
+}

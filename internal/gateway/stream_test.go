@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -663,5 +665,59 @@ func TestStreamWebSocketScrubbed(t *testing.T) {
 	}
 	if len(all) != want+len("|got ok;") {
 		t.Errorf("stream is %d bytes, want %d: lengths must not change inside frames", len(all), want+len("|got ok;"))
+	}
+}
+
+// TestStreamBytesExact: a download of random bytes, written by the
+// upstream in pieces of every size with the real value placed across the
+// pieces' edges, reaches the sandbox byte for byte, with only the value
+// replaced, over HTTP/1.1 (whose writes the gateway gathers into fewer
+// socket writes) and HTTP/2.
+func TestStreamBytesExact(t *testing.T) {
+	r := newRig(t, "a.test")
+	r.secret(client.SecretCreate{Name: "sa", Value: realA, Hosts: bearerOn("a.test")})
+	si := r.sandbox(client.SandboxCreate{Name: "agent", Secrets: map[string]string{"A_KEY": "sa"}})["A_KEY"]
+
+	var pieces [][]byte
+	rng := rand.New(rand.NewPCG(3, 3))
+	for _, n := range []int{1, 2, 100, 4095, 4096, 4097, 16383, 16384, 16385, 65535, 65536, 65537, 300000, 1 << 20} {
+		p := make([]byte, n)
+		rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16)}).Read(p)
+		if n > 2*len(realA) {
+			at := rng.IntN(n - len(realA))
+			copy(p[at:], realA)
+		}
+		pieces = append(pieces, p)
+	}
+	// The value split over the edge of two pieces, at each offset.
+	for k := 1; k < len(realA); k++ {
+		pieces = append(pieces, []byte(realA[:k]), []byte(realA[k:]+"|"))
+	}
+	want := bytes.ReplaceAll(bytes.Join(pieces, nil), []byte(realA), []byte(si))
+	r.up.handle(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		for i, p := range pieces {
+			w.Write(p)
+			if i%3 == 0 {
+				w.(http.Flusher).Flush()
+			}
+		}
+	})
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) {
+			req := newReq(t, http.MethodGet, "https://a.test/blob", nil)
+			req.Header.Set("Authorization", "Bearer "+si)
+			status, _, got := do(t, r.httpClient("agent", h2), req)
+			if status != http.StatusOK {
+				t.Fatalf("status %d", status)
+			}
+			if !bytes.Equal(got, want) {
+				i := 0
+				for i < min(len(got), len(want)) && got[i] == want[i] {
+					i++
+				}
+				t.Fatalf("body differs from byte %d (got %d bytes, want %d)", i, len(got), len(want))
+			}
+		})
 	}
 }
