@@ -133,10 +133,15 @@ func TestStartErrors(t *testing.T) {
 		{Args: []string{"no-such-command-xyz"}},
 		{Args: []string{"/no/such/file"}},
 		{Args: []string{"true"}, Dir: "/no/such/dir"},
+		{Args: []string{"true"}, Dir: "/etc/hostname"}, // not a directory
 		{Args: []string{""}},
 	} {
-		if _, err := run(t, c, s); !errors.Is(err, ErrStart) {
+		_, err := run(t, c, s)
+		if !errors.Is(err, ErrStart) {
 			t.Errorf("Exec(%q in %q) = %v, want ErrStart", s.Args, s.Dir, err)
+		}
+		if s.Dir != "" && (err == nil || !strings.Contains(err.Error(), s.Dir) || strings.Contains(err.Error(), "%!")) {
+			t.Errorf("Exec(%q in %q) = %v, want an error naming the directory", s.Args, s.Dir, err)
 		}
 	}
 	// The agent still works.

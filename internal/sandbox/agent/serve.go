@@ -163,12 +163,11 @@ func (a *server) start(id uint32, req *startReq) error {
 	if len(req.Args) == 0 || req.Args[0] == "" {
 		return errors.New("no command")
 	}
-	if fi, err := os.Stat(req.Dir); err != nil || !fi.IsDir() {
-		// execve's error would name only the command.
-		if err == nil {
-			err = syscall.ENOTDIR
-		}
+	// execve's error would name only the command.
+	if fi, err := os.Stat(req.Dir); err != nil {
 		return fmt.Errorf("working directory %q: %w", req.Dir, errors.Unwrap(err))
+	} else if !fi.IsDir() {
+		return fmt.Errorf("working directory %q: %w", req.Dir, syscall.ENOTDIR)
 	}
 	path, err := lookPath(req.Args[0], req.Env, req.Dir)
 	if err != nil {
