@@ -204,8 +204,9 @@ func (s *suite) testExecConcurrent(t *testing.T) {
 		go func() {
 			var out bytes.Buffer
 			// Each gets its own output, and sees the files of the others:
-			// one filesystem.
-			script := fmt.Sprintf("touch /tmp/f%d; sleep 0.2; echo %d $(ls /tmp | grep -c '^f[0-9]$')", i, i)
+			// one filesystem. Each waits (at most 30 s) until it sees all
+			// n files, so all n run at once, whatever the machine's load.
+			script := fmt.Sprintf("touch /tmp/f%d; i=0; while [ $(ls /tmp | grep -c '^f[0-9]$') -lt %d ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; echo %d $(ls /tmp | grep -c '^f[0-9]$')", i, n, i)
 			code, err := in.Exec(context.Background(), sandbox.ExecSpec{Args: []string{"sh", "-c", script}, Stdout: &out})
 			results <- fmt.Sprintf("%d %q %v", code, out.String(), err)
 		}()
