@@ -243,34 +243,38 @@ func Do(path string, fn func() error) error {
 		// namespace it is left locked and the runtime ends it with the
 		// goroutine, so no other goroutine ever runs in the wrong namespace.
 		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
+		// do closes its descriptors before the result is sent, so that
+		// none is still open when Do returns.
+		back, err := do(path, fn)
+		if back {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open current network namespace: %w", err)
-			return
 		}
-		defer unix.Close(orig)
-		target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open network namespace: %w", err)
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter network namespace %q: %w", path, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave network namespace %q: %w", path, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
+		errc <- err
 	}()
 	return <-errc
+}
+
+// do is the body of Do on a locked thread. back reports whether the thread
+// is in its original namespace.
+func do(path string, fn func() error) (back bool, err error) {
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return true, fmt.Errorf("open current network namespace: %w", err)
+	}
+	defer unix.Close(orig)
+	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return true, fmt.Errorf("open network namespace: %w", err)
+	}
+	defer unix.Close(target)
+	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+		return true, fmt.Errorf("enter network namespace %q: %w", path, err)
+	}
+	ferr := fn()
+	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+		return false, errors.Join(ferr, fmt.Errorf("leave network namespace %q: %w", path, err))
+	}
+	return true, ferr
 }
 
 // Delete closes the TUN file (which removes tun0) and removes the namespace.
