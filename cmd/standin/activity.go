@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"github.com/standin/standin/client"
@@ -63,12 +62,7 @@ func secretActivity(ctx context.Context, args []string, stdio *IO) error {
 		if *asJSON {
 			return printJSON(stdio.Out, page)
 		}
-		tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
-		printActivityHeader(tw)
-		for _, a := range page.Items {
-			printActivity(tw, a)
-		}
-		if err := tw.Flush(); err != nil {
+		if err := table(activityHeader, activityRow)(stdio.Out, page.Items); err != nil {
 			return err
 		}
 		if page.NextCursor != "" {
@@ -117,21 +111,19 @@ func printFollowed(w io.Writer, a client.Activity, asJSON bool) {
 		fmt.Fprintln(w, b)
 		return
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	printActivity(tw, a)
+	tw := newTabWriter(w)
+	fmt.Fprintln(tw, activityRow(a))
 	tw.Flush()
 }
 
-func printActivityHeader(w io.Writer) {
-	fmt.Fprintln(w, "TIME\tSANDBOX\tMETHOD\tHOST\tPATH\tSTATUS\tLATENCY\tOUTCOME")
-}
+const activityHeader = "TIME\tSANDBOX\tMETHOD\tHOST\tPATH\tSTATUS\tLATENCY\tOUTCOME"
 
-func printActivity(w io.Writer, a client.Activity) {
+func activityRow(a client.Activity) string {
 	outcome := a.Outcome
 	if a.Reason != "" {
 		outcome += " (" + a.Reason + ")"
 	}
-	fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%.1fms\t%s\n", a.Time.Format(time.RFC3339), a.Sandbox, a.Method,
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d\t%.1fms\t%s", a.Time.Format(time.RFC3339), a.Sandbox, a.Method,
 		a.Host, a.Path, a.Status, a.LatencyMS, outcome)
 }
 

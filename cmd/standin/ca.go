@@ -23,10 +23,7 @@ func cmdCA(ctx context.Context, args []string, stdio *IO) error {
 
 func caExport(ctx context.Context, args []string, stdio *IO) error {
 	fs := newFlags("ca export", caHelp, stdio)
-	if _, err := parse(fs, args, 0, 0, "no arguments"); err != nil {
-		return err
-	}
-	c, err := connect()
+	_, c, err := parseConnect(fs, args, 0, 0, "no arguments")
 	if err != nil {
 		return err
 	}

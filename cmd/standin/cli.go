@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/standin/standin/client"
 	"github.com/standin/standin/internal/server"
@@ -114,26 +115,24 @@ func run(ctx context.Context, args []string, stdio *IO) error {
 	case "version", "--version":
 		fmt.Fprintf(stdio.Out, "standin %s\n", Version)
 		return nil
-	case "serve":
-		return cmdServe(ctx, rest, stdio)
-	case "secret", "secrets":
-		return cmdSecret(ctx, rest, stdio)
-	case "sandbox", "sandboxes":
-		return cmdSandbox(ctx, rest, stdio)
-	case "exec":
-		return cmdExec(ctx, rest, stdio)
-	case "cp":
-		return cmdCp(ctx, rest, stdio)
-	case "shell":
-		return cmdShell(ctx, rest, stdio)
-	case "providers":
-		return cmdProviders(ctx, rest, stdio)
-	case "ca":
-		return cmdCA(ctx, rest, stdio)
-	case "admin":
-		return cmdAdmin(ctx, rest, stdio)
+	}
+	if c, ok := commands[cmd]; ok {
+		return c(ctx, rest, stdio)
 	}
 	return &usageError{msg: fmt.Sprintf("unknown command %q", cmd), hint: "run `standin --help` for the list of commands"}
+}
+
+// commands are the top-level commands, by name and alias.
+var commands = map[string]subcommand{
+	"serve":  cmdServe,
+	"secret": cmdSecret, "secrets": cmdSecret,
+	"sandbox": cmdSandbox, "sandboxes": cmdSandbox,
+	"exec":      cmdExec,
+	"cp":        cmdCp,
+	"shell":     cmdShell,
+	"providers": cmdProviders,
+	"ca":        cmdCA,
+	"admin":     cmdAdmin,
 }
 
 // usageError is a mistake in the command line (exit 2).
@@ -173,11 +172,8 @@ func newFlags(name, help string, stdio *IO) *flag.FlagSet {
 func parse(fs *flag.FlagSet, args []string, minPos, maxPos int, what string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, flag.ErrHelp // the flag package has printed the help
-			}
-			return nil, &usageError{msg: err.Error(), hint: fmt.Sprintf("run `standin %s --help`", fs.Name())}
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -198,6 +194,32 @@ func parse(fs *flag.FlagSet, args []string, minPos, maxPos int, what string) ([]
 		return nil, &usageError{msg: msg, hint: fmt.Sprintf("run `standin %s --help`", fs.Name())}
 	}
 	return pos, nil
+}
+
+// parseFlags parses the flags at the start of args; an error is a usage
+// error, or flag.ErrHelp once the help is printed.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return flag.ErrHelp // the flag package has printed the help
+		}
+		return &usageError{msg: err.Error(), hint: fmt.Sprintf("run `standin %s --help`", fs.Name())}
+	}
+	return nil
+}
+
+// parseConnect is parse, then connect: the start of a command that needs
+// no other check before it calls the API.
+func parseConnect(fs *flag.FlagSet, args []string, minPos, maxPos int, what string) ([]string, *client.Client, error) {
+	pos, err := parse(fs, args, minPos, maxPos, what)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	return pos, c, nil
 }
 
 // multiFlag collects a repeatable string flag.
@@ -269,6 +291,52 @@ func checkValue(v []byte) ([]byte, error) {
 			"pipe the value on stdin, e.g. printf %s \"$KEY\" | standin secret create NAME --provider P"}
 	}
 	return v, nil
+}
+
+// jsonFlag adds --json to a command that can print what it got as JSON.
+func jsonFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("json", false, "print JSON")
+}
+
+// output prints v, what an API call returned, as indented JSON with --json,
+// else with text. An error from the call is returned through apiErr.
+func output[T any](stdio *IO, asJSON bool, v T, err error, text func(io.Writer, T) error) error {
+	if err != nil {
+		return apiErr(err)
+	}
+	if asJSON {
+		return printJSON(stdio.Out, v)
+	}
+	return text(stdio.Out, v)
+}
+
+// done prints the line that reports an API call that returns nothing, or
+// the call's error through apiErr.
+func done(stdio *IO, err error, format string, a ...any) error {
+	if err != nil {
+		return apiErr(err)
+	}
+	fmt.Fprintf(stdio.Out, format, a...)
+	return nil
+}
+
+// table is a text printer for output: header, then one row per item,
+// aligned in columns at the tabs.
+func table[T any](header string, row func(T) string) func(io.Writer, []T) error {
+	return func(w io.Writer, items []T) error {
+		tw := newTabWriter(w)
+		fmt.Fprintln(tw, header)
+		for _, it := range items {
+			fmt.Fprintln(tw, row(it))
+		}
+		return tw.Flush()
+	}
+}
+
+// newTabWriter aligns the columns of a table or the values of a
+// "name:\tvalue" listing.
+func newTabWriter(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 }
 
 // printJSON writes v as indented JSON.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/standin/standin/internal/sandbox/agent"
 	"github.com/standin/standin/internal/server"
+	"github.com/standin/standin/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -91,22 +92,11 @@ func cmdServeInProcess(ts *testscript.TestScript, neg bool, args []string) {
 
 // runscBin finds bin/runsc at the root of the repository.
 func runscBin(ts *testscript.TestScript) string {
-	dir, err := os.Getwd()
-	ts.Check(err)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "tools", "runsc", "go.mod")); err == nil {
-			p := filepath.Join(dir, "bin", "runsc")
-			if _, err := os.Stat(p); err != nil {
-				ts.Fatalf("%s is missing: run `make runsc` (or `make test`, which builds it)", p)
-			}
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			ts.Fatalf("repository root (with tools/runsc) not found above the working directory")
-		}
-		dir = parent
+	p, err := testutil.RunscPath()
+	if err != nil {
+		ts.Fatalf("%v", err)
 	}
+	return p
 }
 
 var _ io.Writer = (*os.File)(nil)

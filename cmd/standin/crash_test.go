@@ -16,6 +16,7 @@ import (
 
 	"github.com/standin/standin/client"
 	"github.com/standin/standin/internal/server"
+	"github.com/standin/standin/internal/testutil"
 )
 
 // standinBinary returns a path that runs this test binary as the standin
@@ -203,23 +204,6 @@ func hashDir(tb testing.TB, dir string) map[string][32]byte {
 	return out
 }
 
-// runscProcs lists the host processes of runsc under stateDir.
-func runscProcs(tb testing.TB, stateDir string) []string {
-	tb.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var procs []string
-	for _, e := range ents {
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.Contains(cmdline, []byte(stateDir)) {
-			procs = append(procs, e.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
-		}
-	}
-	return procs
-}
-
 // TestKill9LeavesNoSandbox: a server killed with SIGKILL leaves its
 // sandboxes' namespaces (and the one its pool had ready) behind, and maybe
 // runsc processes (a sandbox ends by itself once its agent sees the
@@ -237,7 +221,7 @@ func TestKill9LeavesNoSandbox(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	conf := filepath.Join(t.TempDir(), "standin.json")
-	if err := os.WriteFile(conf, []byte(`{"runscPath": "`+runscPath(t)+`", "pool": 1, "gateway": {"dialGuard": ["127.0.0.0/8"]}}`), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(`{"runscPath": "`+testutil.RunscBin(t)+`", "pool": 1, "gateway": {"dialGuard": ["127.0.0.0/8"]}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	serve := func() (*exec.Cmd, *client.Client) {
@@ -284,7 +268,7 @@ func TestKill9LeavesNoSandbox(t *testing.T) {
 	})
 	// A pooled sandbox counts once its runsc is up: give its start time to end.
 	waitFor(t, func() ([]byte, error) {
-		if n := len(runscProcs(t, stateDir)); n < 6 {
+		if n := len(testutil.RunscProcs(t, stateDir)); n < 6 {
 			return nil, fmt.Errorf("%d runsc processes, want 6 (sandbox and gofer of each of 3)", n)
 		}
 		return nil, nil
@@ -313,7 +297,7 @@ func TestKill9LeavesNoSandbox(t *testing.T) {
 	}
 
 	_, c = serve()
-	if procs := runscProcs(t, stateDir); len(procs) != 0 {
+	if procs := testutil.RunscProcs(t, stateDir); len(procs) != 0 {
 		t.Errorf("runsc processes after restart:\n%s", strings.Join(procs, "\n"))
 	}
 	if left := netnsOf(); len(left) != 0 {
@@ -325,17 +309,4 @@ func TestKill9LeavesNoSandbox(t *testing.T) {
 			t.Errorf("GetSandbox(%q) after restart = state %q, %v; want stopped", name, sb.State, err)
 		}
 	}
-}
-
-// runscPath finds bin/runsc at the root of the repository.
-func runscPath(tb testing.TB) string {
-	tb.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "..", "bin", "runsc"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		tb.Fatalf("%s is missing: run `make runsc` (or `make test`, which builds it)", p)
-	}
-	return p
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -43,15 +42,9 @@ func cmdExec(ctx context.Context, args []string, stdio *IO) error {
 	var env multiFlag
 	fs.Var(&env, "env", "KEY=VALUE added to the command's environment (repeatable)")
 	dir := fs.String("dir", "", "working directory in the sandbox (default its $HOME)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err // the flag package has printed the help
-		}
-		return &usageError{msg: err.Error(), hint: "run `standin exec --help`"}
-	}
-	rest := fs.Args()
-	if len(rest) > 1 && rest[1] == "--" {
-		rest = append(rest[:1:1], rest[2:]...)
+	rest, err := parseCommand(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(rest) < 2 {
 		return &usageError{msg: "exec: want NAME and a command", hint: "run `standin exec --help`"}
@@ -71,7 +64,26 @@ func cmdExec(ctx context.Context, args []string, stdio *IO) error {
 	if err != nil {
 		return err
 	}
-	code, err := c.Exec(ctx, rest[0], req, stdio.Out, stdio.Err)
+	return exitStatus(c.Exec(ctx, rest[0], req, stdio.Out, stdio.Err))
+}
+
+// parseCommand parses the flags before NAME of a command that runs a
+// command in a sandbox, and returns NAME and what follows it, without a
+// "--" right after NAME.
+func parseCommand(fs *flag.FlagSet, args []string) ([]string, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	rest := fs.Args()
+	if len(rest) > 1 && rest[1] == "--" {
+		rest = append(rest[:1:1], rest[2:]...)
+	}
+	return rest, nil
+}
+
+// exitStatus is the error that makes Main exit as a command in a sandbox
+// did: err from the API call that ran it, else its exit status.
+func exitStatus(code int, err error) error {
 	if err != nil {
 		return apiErr(err)
 	}

@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"text/tabwriter"
+
+	"github.com/standin/standin/client"
 )
 
 const providersHelp = `
@@ -20,29 +21,17 @@ Examples:
 
 func cmdProviders(ctx context.Context, args []string, stdio *IO) error {
 	fs := newFlags("providers", providersHelp, stdio)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args, 0, 0, "no arguments"); err != nil {
-		return err
-	}
-	c, err := connect()
+	asJSON := jsonFlag(fs)
+	_, c, err := parseConnect(fs, args, 0, 0, "no arguments")
 	if err != nil {
 		return err
 	}
 	ps, err := c.Providers(ctx)
-	if err != nil {
-		return apiErr(err)
-	}
-	if *asJSON {
-		return printJSON(stdio.Out, ps)
-	}
-	tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tENV VAR\tHOSTS")
-	for _, p := range ps {
+	return output(stdio, *asJSON, ps, err, table("ID\tENV VAR\tHOSTS", func(p client.Provider) string {
 		var hosts []string
 		for _, h := range p.Hosts {
 			hosts = append(hosts, h.Host+" ("+h.Auth.Type+")")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", p.ID, p.EnvVar, strings.Join(hosts, ", "))
-	}
-	return tw.Flush()
+		return fmt.Sprintf("%s\t%s\t%s", p.ID, p.EnvVar, strings.Join(hosts, ", "))
+	}))
 }

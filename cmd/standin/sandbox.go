@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/standin/standin/client"
@@ -71,7 +70,7 @@ func sandboxCreate(ctx context.Context, args []string, stdio *IO) error {
 	fs.Var(&deny, "deny-out", "deny a domain, *.domain or CIDR (repeatable)")
 	inspect := fs.String("inspect", "", `"all" terminates and logs every TLS flow, not only those with a secret`)
 	timeout := fs.String("timeout", "", `stop the sandbox after this long ("30m", "2h"; at most 24h); its state becomes "expired"`)
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := jsonFlag(fs)
 	pos, err := parse(fs, args, 1, 1, "NAME")
 	if err != nil {
 		return err
@@ -93,15 +92,10 @@ func sandboxCreate(ctx context.Context, args []string, stdio *IO) error {
 		return err
 	}
 	sb, err := c.CreateSandbox(ctx, req)
-	if err != nil {
-		return apiErr(err)
-	}
-	if *asJSON {
-		return printJSON(stdio.Out, sb)
-	}
-	fmt.Fprintf(stdio.Out, "created sandbox %s\n", sb.Name)
-	printSandbox(stdio.Out, sb)
-	return nil
+	return output(stdio, *asJSON, sb, err, func(w io.Writer, sb client.Sandbox) error {
+		fmt.Fprintf(w, "created sandbox %s\n", sb.Name)
+		return printSandbox(w, sb)
+	})
 }
 
 func nonNil(m multiFlag) []string {
@@ -111,8 +105,8 @@ func nonNil(m multiFlag) []string {
 	return m
 }
 
-func printSandbox(w io.Writer, sb client.Sandbox) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+func printSandbox(w io.Writer, sb client.Sandbox) error {
+	tw := newTabWriter(w)
 	fmt.Fprintf(tw, "name:\t%s\nstate:\t%s\ncreated:\t%s\n", sb.Name, sb.State, sb.CreatedAt.Format(time.RFC3339))
 	fmt.Fprintf(tw, "allow-out:\t%s\ndeny-out:\t%s\n", orNone(sb.Network.AllowOut), orNone(sb.Network.DenyOut))
 	if sb.ExpiresAt != nil {
@@ -124,7 +118,7 @@ func printSandbox(w io.Writer, sb client.Sandbox) {
 	for _, b := range sb.Bindings {
 		fmt.Fprintf(tw, "env:\t%s=%s\t(secret %s)\n", b.EnvVar, b.StandIn, b.Secret)
 	}
-	tw.Flush()
+	return tw.Flush()
 }
 
 func orNone(s []string) string {
@@ -136,75 +130,44 @@ func orNone(s []string) string {
 
 func sandboxList(ctx context.Context, args []string, stdio *IO) error {
 	fs := newFlags("sandbox list", "\nUsage: standin sandbox list [--json]\n\nLists sandboxes.\n\nExamples:\n  standin sandbox list\n", stdio)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args, 0, 0, "no arguments"); err != nil {
-		return err
-	}
-	c, err := connect()
+	asJSON := jsonFlag(fs)
+	_, c, err := parseConnect(fs, args, 0, 0, "no arguments")
 	if err != nil {
 		return err
 	}
 	sbs, err := c.ListSandboxes(ctx)
-	if err != nil {
-		return apiErr(err)
-	}
-	if *asJSON {
-		return printJSON(stdio.Out, sbs)
-	}
-	tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tSECRETS\tALLOW-OUT\tDENY-OUT")
-	for _, sb := range sbs {
+	return output(stdio, *asJSON, sbs, err, table("NAME\tSTATE\tSECRETS\tALLOW-OUT\tDENY-OUT", func(sb client.Sandbox) string {
 		var envs []string
 		for _, b := range sb.Bindings {
 			envs = append(envs, b.EnvVar+"="+b.Secret)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", sb.Name, sb.State, orNone(envs), orNone(sb.Network.AllowOut), orNone(sb.Network.DenyOut))
-	}
-	return tw.Flush()
+		return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", sb.Name, sb.State, orNone(envs), orNone(sb.Network.AllowOut), orNone(sb.Network.DenyOut))
+	}))
 }
 
 func sandboxGet(ctx context.Context, args []string, stdio *IO) error {
 	fs := newFlags("sandbox get", "\nUsage: standin sandbox get NAME [--json]\n\nShows a sandbox: state, network rules and the stand-in in each bound variable.\n\nExamples:\n  standin sandbox get agent-1\n", stdio)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args, 1, 1, "NAME")
-	if err != nil {
-		return err
-	}
-	c, err := connect()
+	asJSON := jsonFlag(fs)
+	pos, c, err := parseConnect(fs, args, 1, 1, "NAME")
 	if err != nil {
 		return err
 	}
 	sb, err := c.GetSandbox(ctx, pos[0])
-	if err != nil {
-		return apiErr(err)
-	}
-	if *asJSON {
-		return printJSON(stdio.Out, sb)
-	}
-	printSandbox(stdio.Out, sb)
-	return nil
+	return output(stdio, *asJSON, sb, err, printSandbox)
 }
 
 func sandboxDelete(ctx context.Context, args []string, stdio *IO) error {
 	fs := newFlags("sandbox delete", "\nUsage: standin sandbox delete NAME\n\nDeletes a sandbox; its stand-ins stop working at once.\n\nExamples:\n  standin sandbox delete agent-1\n", stdio)
-	pos, err := parse(fs, args, 1, 1, "NAME")
+	pos, c, err := parseConnect(fs, args, 1, 1, "NAME")
 	if err != nil {
 		return err
 	}
-	c, err := connect()
-	if err != nil {
-		return err
-	}
-	if err := c.DeleteSandbox(ctx, pos[0]); err != nil {
-		return apiErr(err)
-	}
-	fmt.Fprintf(stdio.Out, "deleted sandbox %s\n", pos[0])
-	return nil
+	return done(stdio, c.DeleteSandbox(ctx, pos[0]), "deleted sandbox %s\n", pos[0])
 }
 
 func sandboxAttach(ctx context.Context, args []string, stdio *IO) error {
 	fs := newFlags("sandbox attach", "\nUsage: standin sandbox attach NAME ENV=SECRET [--stand-in TOKEN] [--json]\n\nBinds a secret to a sandbox under an environment variable and prints the stand-in.\nWith --stand-in, the client's fixed placeholder key is used as the stand-in (it\nis not a secret: it works only from this sandbox, only on the secret's hosts).\n\nExamples:\n  standin sandbox attach agent-1 GITHUB_TOKEN=gh-bot\n  standin sandbox attach ci-job OPENAI_API_KEY=openai --stand-in sk-test-placeholder-key\n", stdio)
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := jsonFlag(fs)
 	standIn := fs.String("stand-in", "", "use this placeholder as the stand-in (16-256 printable characters)")
 	pos, err := parse(fs, args, 2, 2, "NAME ENV=SECRET")
 	if err != nil {
@@ -219,31 +182,19 @@ func sandboxAttach(ctx context.Context, args []string, stdio *IO) error {
 		return err
 	}
 	b, err := c.AttachWithStandIn(ctx, pos[0], client.Attach{EnvVar: env, Secret: sec, StandIn: *standIn})
-	if err != nil {
-		return apiErr(err)
-	}
-	if *asJSON {
-		return printJSON(stdio.Out, b)
-	}
-	fmt.Fprintf(stdio.Out, "attached %s to sandbox %s as %s=%s\n", b.Secret, b.Sandbox, b.EnvVar, b.StandIn)
-	return nil
+	return output(stdio, *asJSON, b, err, func(w io.Writer, b client.Binding) error {
+		fmt.Fprintf(w, "attached %s to sandbox %s as %s=%s\n", b.Secret, b.Sandbox, b.EnvVar, b.StandIn)
+		return nil
+	})
 }
 
 func sandboxDetach(ctx context.Context, args []string, stdio *IO) error {
 	fs := newFlags("sandbox detach", "\nUsage: standin sandbox detach NAME ENV\n\nUnbinds the secret under ENV; its stand-in stops working at once.\n\nExamples:\n  standin sandbox detach agent-1 GITHUB_TOKEN\n", stdio)
-	pos, err := parse(fs, args, 2, 2, "NAME ENV")
+	pos, c, err := parseConnect(fs, args, 2, 2, "NAME ENV")
 	if err != nil {
 		return err
 	}
-	c, err := connect()
-	if err != nil {
-		return err
-	}
-	if err := c.Detach(ctx, pos[0], pos[1]); err != nil {
-		return apiErr(err)
-	}
-	fmt.Fprintf(stdio.Out, "detached %s from sandbox %s\n", pos[1], pos[0])
-	return nil
+	return done(stdio, c.Detach(ctx, pos[0], pos[1]), "detached %s from sandbox %s\n", pos[1], pos[0])
 }
 
 func sandboxNetwork(ctx context.Context, args []string, stdio *IO) error {
@@ -252,25 +203,16 @@ func sandboxNetwork(ctx context.Context, args []string, stdio *IO) error {
 	fs.Var(&allow, "allow-out", "allow a domain, *.domain or CIDR (repeatable)")
 	fs.Var(&deny, "deny-out", "deny a domain, *.domain or CIDR (repeatable)")
 	inspect := fs.String("inspect", "", `"all" terminates and logs every TLS flow`)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args, 1, 1, "NAME")
-	if err != nil {
-		return err
-	}
-	c, err := connect()
+	asJSON := jsonFlag(fs)
+	pos, c, err := parseConnect(fs, args, 1, 1, "NAME")
 	if err != nil {
 		return err
 	}
 	sb, err := c.SetNetwork(ctx, pos[0], client.NetworkRules{AllowOut: nonNil(allow), DenyOut: nonNil(deny), Inspect: *inspect})
-	if err != nil {
-		return apiErr(err)
-	}
-	if *asJSON {
-		return printJSON(stdio.Out, sb)
-	}
-	fmt.Fprintf(stdio.Out, "replaced network rules of sandbox %s\n", sb.Name)
-	printSandbox(stdio.Out, sb)
-	return nil
+	return output(stdio, *asJSON, sb, err, func(w io.Writer, sb client.Sandbox) error {
+		fmt.Fprintf(w, "replaced network rules of sandbox %s\n", sb.Name)
+		return printSandbox(w, sb)
+	})
 }
 
 const sandboxEnvHelp = `
@@ -291,24 +233,16 @@ Examples:
 
 func sandboxEnv(ctx context.Context, args []string, stdio *IO) error {
 	fs := newFlags("sandbox env", sandboxEnvHelp, stdio)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args, 1, 1, "NAME")
-	if err != nil {
-		return err
-	}
-	c, err := connect()
+	asJSON := jsonFlag(fs)
+	pos, c, err := parseConnect(fs, args, 1, 1, "NAME")
 	if err != nil {
 		return err
 	}
 	env, err := c.SandboxEnv(ctx, pos[0])
-	if err != nil {
-		return apiErr(err)
-	}
-	if *asJSON {
-		return printJSON(stdio.Out, env)
-	}
-	for _, kv := range env.Env {
-		fmt.Fprintln(stdio.Out, kv)
-	}
-	return nil
+	return output(stdio, *asJSON, env, err, func(w io.Writer, env client.SandboxEnv) error {
+		for _, kv := range env.Env {
+			fmt.Fprintln(w, kv)
+		}
+		return nil
+	})
 }

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/standin/standin/client"
@@ -74,7 +74,7 @@ func secretCreate(ctx context.Context, args []string, stdio *IO) error {
 	fs.Var(&hosts, "host", "host pattern, optionally =AUTH (repeatable)")
 	auth := fs.String("auth", "bearer", "auth slot for --host entries without =AUTH")
 	desc := fs.String("description", "", "free-text description")
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := jsonFlag(fs)
 	pos, err := parse(fs, args, 1, 1, "NAME")
 	if err != nil {
 		return err
@@ -103,14 +103,10 @@ func secretCreate(ctx context.Context, args []string, stdio *IO) error {
 	clear(v)
 	s, err := c.CreateSecret(ctx, req)
 	req.Value = ""
-	if err != nil {
-		return apiErr(err)
-	}
-	if *asJSON {
-		return printJSON(stdio.Out, s)
-	}
-	fmt.Fprintf(stdio.Out, "created secret %s (%s, stand-in format: %s)\n", s.Name, s.Provider, s.Format)
-	return nil
+	return output(stdio, *asJSON, s, err, func(w io.Writer, s client.Secret) error {
+		fmt.Fprintf(w, "created secret %s (%s, stand-in format: %s)\n", s.Name, s.Provider, s.Format)
+		return nil
+	})
 }
 
 // parseHostAuth parses HOST[=AUTH].
@@ -162,27 +158,15 @@ func parseAuth(spec string) (client.AuthSlot, error) {
 
 func secretList(ctx context.Context, args []string, stdio *IO) error {
 	fs := newFlags("secret list", "\nUsage: standin secret list [--json]\n\nLists secrets (never their values).\n\nExamples:\n  standin secret list\n  standin secret list --json\n", stdio)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args, 0, 0, "no arguments"); err != nil {
-		return err
-	}
-	c, err := connect()
+	asJSON := jsonFlag(fs)
+	_, c, err := parseConnect(fs, args, 0, 0, "no arguments")
 	if err != nil {
 		return err
 	}
 	ss, err := c.ListSecrets(ctx)
-	if err != nil {
-		return apiErr(err)
-	}
-	if *asJSON {
-		return printJSON(stdio.Out, ss)
-	}
-	tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPROVIDER\tVERSION\tHOSTS\tROTATED")
-	for _, s := range ss {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", s.Name, s.Provider, s.Version, hostList(s.Hosts), s.RotatedAt.Format(time.RFC3339))
-	}
-	return tw.Flush()
+	return output(stdio, *asJSON, ss, err, table("NAME\tPROVIDER\tVERSION\tHOSTS\tROTATED", func(s client.Secret) string {
+		return fmt.Sprintf("%s\t%s\t%d\t%s\t%s", s.Name, s.Provider, s.Version, hostList(s.Hosts), s.RotatedAt.Format(time.RFC3339))
+	}))
 }
 
 func hostList(hs []client.HostAuth) string {
@@ -195,23 +179,17 @@ func hostList(hs []client.HostAuth) string {
 
 func secretGet(ctx context.Context, args []string, stdio *IO) error {
 	fs := newFlags("secret get", "\nUsage: standin secret get NAME [--json]\n\nShows a secret's metadata: provider, hosts and auth slots, stand-in format, version. Never the value.\n\nExamples:\n  standin secret get openai-prod\n", stdio)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args, 1, 1, "NAME")
-	if err != nil {
-		return err
-	}
-	c, err := connect()
+	asJSON := jsonFlag(fs)
+	pos, c, err := parseConnect(fs, args, 1, 1, "NAME")
 	if err != nil {
 		return err
 	}
 	s, err := c.GetSecret(ctx, pos[0])
-	if err != nil {
-		return apiErr(err)
-	}
-	if *asJSON {
-		return printJSON(stdio.Out, s)
-	}
-	tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
+	return output(stdio, *asJSON, s, err, printSecret)
+}
+
+func printSecret(w io.Writer, s client.Secret) error {
+	tw := newTabWriter(w)
 	fmt.Fprintf(tw, "name:\t%s\nprovider:\t%s\nformat:\t%s\nversion:\t%d\ncreated:\t%s\nrotated:\t%s\n",
 		s.Name, s.Provider, s.Format, s.Version, s.CreatedAt.Format(time.RFC3339), s.RotatedAt.Format(time.RFC3339))
 	if s.Description != "" {
@@ -245,12 +223,8 @@ func describeSlot(a client.AuthSlot) string {
 
 func secretRotate(ctx context.Context, args []string, stdio *IO) error {
 	fs := newFlags("secret rotate", "\nUsage: standin secret rotate NAME [--json]\n\nReplaces a secret's value (from stdin or a hidden prompt). Running sandboxes keep their\nstand-ins; the next request uses the new value.\n\nExamples:\n  standin secret rotate openai-prod < new-key.txt\n", stdio)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args, 1, 1, "NAME")
-	if err != nil {
-		return err
-	}
-	c, err := connect()
+	asJSON := jsonFlag(fs)
+	pos, c, err := parseConnect(fs, args, 1, 1, "NAME")
 	if err != nil {
 		return err
 	}
@@ -260,55 +234,30 @@ func secretRotate(ctx context.Context, args []string, stdio *IO) error {
 	}
 	s, err := c.RotateSecret(ctx, pos[0], string(v))
 	clear(v)
-	if err != nil {
-		return apiErr(err)
-	}
-	if *asJSON {
-		return printJSON(stdio.Out, s)
-	}
-	fmt.Fprintf(stdio.Out, "rotated secret %s to version %d\n", s.Name, s.Version)
-	return nil
+	return output(stdio, *asJSON, s, err, func(w io.Writer, s client.Secret) error {
+		fmt.Fprintf(w, "rotated secret %s to version %d\n", s.Name, s.Version)
+		return nil
+	})
 }
 
 func secretDelete(ctx context.Context, args []string, stdio *IO) error {
 	fs := newFlags("secret delete", "\nUsage: standin secret delete NAME\n\nDeletes a secret and its bindings: every stand-in for it stops working at once.\n\nExamples:\n  standin secret delete openai-old\n", stdio)
-	pos, err := parse(fs, args, 1, 1, "NAME")
+	pos, c, err := parseConnect(fs, args, 1, 1, "NAME")
 	if err != nil {
 		return err
 	}
-	c, err := connect()
-	if err != nil {
-		return err
-	}
-	if err := c.DeleteSecret(ctx, pos[0]); err != nil {
-		return apiErr(err)
-	}
-	fmt.Fprintf(stdio.Out, "deleted secret %s\n", pos[0])
-	return nil
+	return done(stdio, c.DeleteSecret(ctx, pos[0]), "deleted secret %s\n", pos[0])
 }
 
 func secretSandboxes(ctx context.Context, args []string, stdio *IO) error {
 	fs := newFlags("secret sandboxes", "\nUsage: standin secret sandboxes NAME [--json]\n\nLists the sandboxes a secret is bound to, and under which variable.\n\nExamples:\n  standin secret sandboxes anthropic-prod\n", stdio)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args, 1, 1, "NAME")
-	if err != nil {
-		return err
-	}
-	c, err := connect()
+	asJSON := jsonFlag(fs)
+	pos, c, err := parseConnect(fs, args, 1, 1, "NAME")
 	if err != nil {
 		return err
 	}
 	bs, err := c.SecretSandboxes(ctx, pos[0])
-	if err != nil {
-		return apiErr(err)
-	}
-	if *asJSON {
-		return printJSON(stdio.Out, bs)
-	}
-	tw := tabwriter.NewWriter(stdio.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SANDBOX\tENV VAR\tBOUND")
-	for _, b := range bs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", b.Sandbox, b.EnvVar, b.CreatedAt.Format(time.RFC3339))
-	}
-	return tw.Flush()
+	return output(stdio, *asJSON, bs, err, table("SANDBOX\tENV VAR\tBOUND", func(b client.Binding) string {
+		return fmt.Sprintf("%s\t%s\t%s", b.Sandbox, b.EnvVar, b.CreatedAt.Format(time.RFC3339))
+	}))
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"os"
 	"os/signal"
 	"syscall"
@@ -34,15 +32,9 @@ var defaultShell = []string{"sh", "-c", "if command -v bash >/dev/null 2>&1; the
 
 func cmdShell(ctx context.Context, args []string, stdio *IO) error {
 	fs := newFlags("shell", shellHelp, stdio)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err // the flag package has printed the help
-		}
-		return &usageError{msg: err.Error(), hint: "run `standin shell --help`"}
-	}
-	rest := fs.Args()
-	if len(rest) > 1 && rest[1] == "--" {
-		rest = append(rest[:1:1], rest[2:]...)
+	rest, err := parseCommand(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(rest) < 1 {
 		return &usageError{msg: "shell: want NAME", hint: "run `standin shell --help`"}
@@ -89,12 +81,5 @@ func cmdShell(ctx context.Context, args []string, stdio *IO) error {
 		}()
 		opts = append(opts, client.WithResize(resize))
 	}
-	code, err := c.ExecInteractive(ctx, rest[0], req, stdio.In, stdio.Out, stdio.Err, opts...)
-	if err != nil {
-		return apiErr(err)
-	}
-	if code != 0 {
-		return &exitError{code: code}
-	}
-	return nil
+	return exitStatus(c.ExecInteractive(ctx, rest[0], req, stdio.In, stdio.Out, stdio.Err, opts...))
 }

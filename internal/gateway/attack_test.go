@@ -255,6 +255,17 @@ func assertFlowRefused(tb testing.TB, r *rig, n int, reason string) {
 	}
 }
 
+// assertConnectDenied fails unless sandbox's CONNECT to target is refused
+// by the network rules, with the refusal answered and logged.
+func assertConnectDenied(tb testing.TB, r *rig, sandbox, target string) {
+	tb.Helper()
+	n := len(flowRefusals(r))
+	_, resp := connectTunnel(tb, r, proxyAuth(tb, r, sandbox), target)
+	body, _ := io.ReadAll(resp.Body)
+	assertRefused(tb, resp.StatusCode, resp.Header, body, refusal{http.StatusForbidden, CodeBlocked, ReasonRuleDenied})
+	assertFlowRefused(tb, r, n, ReasonRuleDenied)
+}
+
 // TestAttackDomainFronting: TLS for a secret host, HTTP for another host.
 // The request is refused before anything is dialed, so the secret host's
 // credential can never be sent under another name.
@@ -378,11 +389,7 @@ func TestAttackAllowlistOnly(t *testing.T) {
 	// resolved (no DNS side channel) and nothing is dialed.
 	for _, target := range []string{"b.test:443", "c.test:443", "evil.example:443"} {
 		t.Run("CONNECT "+target, func(t *testing.T) {
-			n := len(flowRefusals(r))
-			_, resp := connectTunnel(t, r, proxyAuth(t, r, "agent"), target)
-			body, _ := io.ReadAll(resp.Body)
-			assertRefused(t, resp.StatusCode, resp.Header, body, refusal{http.StatusForbidden, CodeBlocked, ReasonRuleDenied})
-			assertFlowRefused(t, r, n, ReasonRuleDenied)
+			assertConnectDenied(t, r, "agent", target)
 		})
 	}
 	t.Run("denied host over plain HTTP", func(t *testing.T) {
@@ -456,12 +463,8 @@ func TestAttackRebinding(t *testing.T) {
 	// Literal addresses are judged by the rules before any dial.
 	t.Run("IP literal CONNECT", func(t *testing.T) {
 		for _, target := range []string{"10.0.0.1:443", "169.254.169.254:443", "[::1]:443", "127.0.0.1:" + port} {
-			n := len(flowRefusals(r))
 			// Refused on the CONNECT itself, before any tunnel exists.
-			_, resp := connectTunnel(t, r, proxyAuth(t, r, "plain"), target)
-			body, _ := io.ReadAll(resp.Body)
-			assertRefused(t, resp.StatusCode, resp.Header, body, refusal{http.StatusForbidden, CodeBlocked, ReasonRuleDenied})
-			assertFlowRefused(t, r, n, ReasonRuleDenied)
+			assertConnectDenied(t, r, "plain", target)
 		}
 	})
 	t.Run("IP literal plain HTTP", func(t *testing.T) {
@@ -919,22 +922,11 @@ func TestAttackFailClosed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		gw2, err := New(Config{Store: r.store, Vault: vault.New(kr, nil), Minter: r.minter, CA: r.gw.CA(),
+		_, proxy := serveProxy(t, ctx, Config{Store: r.store, Vault: vault.New(kr, nil), Minter: r.minter, CA: r.gw.CA(),
 			Dialer:        &Dialer{Overrides: r.gw.cfg.Dialer.Overrides, Guard: guard127, Resolver: r.resolver, dialFunc: dials.loopbackOnly(t)},
 			UpstreamRoots: r.up.roots, Logger: r.gw.logger})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { gw2.Close() })
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		sctx, cancel := context.WithCancel(ctx)
-		t.Cleanup(cancel)
-		go gw2.ServeProxy(sctx, l)
 		pu := r.proxyURL("agent")
-		pu.Host = l.Addr().String()
+		pu.Host = proxy
 		tr := &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: r.caPool}}
 		t.Cleanup(tr.CloseIdleConnections)
 		status, h, body := do(t, &http.Client{Transport: tr}, bearerReq(t, "https://a.test/v1", si))

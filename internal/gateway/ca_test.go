@@ -236,6 +236,9 @@ func TestLoadOrCreateCARefuses(t *testing.T) {
 		}
 	}
 	now := time.Now()
+	chmodKey := func(mode os.FileMode) func(*testing.T, string) {
+		return func(t *testing.T, dir string) { os.Chmod(filepath.Join(dir, CAKeyFile), mode) }
+	}
 
 	tests := []struct {
 		name    string
@@ -243,24 +246,18 @@ func TestLoadOrCreateCARefuses(t *testing.T) {
 		wantErr string
 	}{
 		{
-			name: "key mode 0644",
-			setup: func(t *testing.T, dir string) {
-				os.Chmod(filepath.Join(dir, CAKeyFile), 0o644)
-			},
+			name:    "key mode 0644",
+			setup:   chmodKey(0o644),
 			wantErr: "has mode 0644; it must be readable only by its owner: chmod 400 ",
 		},
 		{
-			name: "key mode 0440",
-			setup: func(t *testing.T, dir string) {
-				os.Chmod(filepath.Join(dir, CAKeyFile), 0o440)
-			},
+			name:    "key mode 0440",
+			setup:   chmodKey(0o440),
 			wantErr: "chmod 400",
 		},
 		{
-			name: "key mode 0401",
-			setup: func(t *testing.T, dir string) {
-				os.Chmod(filepath.Join(dir, CAKeyFile), 0o401)
-			},
+			name:    "key mode 0401",
+			setup:   chmodKey(0o401),
 			wantErr: "chmod 400",
 		},
 		{

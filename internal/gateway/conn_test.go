@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/standin/standin/client"
+	"github.com/standin/standin/internal/testutil"
 )
 
 // logLines returns the rig's JSON log lines whose message is msg.
@@ -296,7 +297,7 @@ func TestFlowInspect(t *testing.T) {
 	isFree := func(l map[string]any) bool { return l["host"] == "free.test" }
 
 	t.Run("spliced", func(t *testing.T) {
-		get(t, rig.up.roots, "fake public CA")
+		get(t, rig.up.roots, testutil.UpstreamCAName)
 		// The flow's log line comes before any byte is spliced.
 		if n := len(rig.waitLogLines("flow spliced", 1, isFree)); n != 1 {
 			t.Errorf("%d spliced flows to free.test logged, want 1", n)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -213,20 +212,9 @@ func TestRevokedStandInRefusedAfterRestart(t *testing.T) {
 	}
 
 	// A new gateway on the same store, with its own explicit proxy.
-	gw2, err := New(rig.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw2.Close() })
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go gw2.ServeProxy(ctx, l)
+	_, proxy := serveProxy(t, context.Background(), rig.cfg)
 	pu := rig.proxyURL("sb")
-	pu.Host = l.Addr().String()
+	pu.Host = proxy
 	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: rig.caPool}}}
 
 	before := len(rig.up.requests())

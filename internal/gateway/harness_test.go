@@ -3,16 +3,12 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +24,7 @@ import (
 	"github.com/standin/standin/internal/audit"
 	"github.com/standin/standin/internal/standin"
 	"github.com/standin/standin/internal/store"
+	"github.com/standin/standin/internal/testutil"
 	"github.com/standin/standin/internal/vault"
 )
 
@@ -99,7 +96,11 @@ func newUpstream(tb testing.TB, names ...string) *upstream {
 		json.NewEncoder(w).Encode(map[string]any{"header": r.Header, "query": r.URL.RawQuery, "body": string(body)})
 	}))
 	u.srv.EnableHTTP2 = true
-	u.roots, u.cert = upstreamCert(tb, names)
+	// A certificate as a real provider's public one, for names (and
+	// 127.0.0.1), from a CA only the gateway's UpstreamRoots trust.
+	ca, cert := testutil.UpstreamCert(tb, append([]string{"upstream.test"}, names...), net.IPv4(127, 0, 0, 1))
+	u.roots, u.cert = x509.NewCertPool(), cert
+	u.roots.AddCert(ca)
 	u.srv.TLS = &tls.Config{Certificates: []tls.Certificate{u.cert}}
 	u.srv.StartTLS()
 	tb.Cleanup(u.srv.Close)
@@ -133,25 +134,8 @@ type rig struct {
 	caPool   *x509.CertPool
 	resolver *fakeResolver
 	audit    *audit.Writer
-	logs     *syncBuffer
+	logs     *testutil.SyncBuffer
 	cfg      Config // what the gateway was built from, to build another
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // newRig starts everything; hosts are names routed to the fake upstream.
@@ -188,7 +172,7 @@ func newRig(tb testing.TB, hosts ...string) *rig {
 		overrides[h] = []netip.AddrPort{up.addr}
 	}
 	upRoots := up.roots
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	res := &fakeResolver{addrs: map[string][]netip.Addr{}}
 	aud := &audit.Writer{Store: st, Logger: logger}
@@ -200,25 +184,35 @@ func newRig(tb testing.TB, hosts ...string) *rig {
 		UpstreamRoots: upRoots,
 		Logger:        logger,
 	}
+	gw, proxy := serveProxy(tb, ctx, cfg)
+
+	as := httptest.NewServer((&api.Server{Store: st, Vault: vt, Minter: minter, Token: "test-token",
+		Logger: logger, Changed: gw.Invalidate, Proxy: proxy, CACert: ca.CertPEM()}).Handler())
+	tb.Cleanup(as.Close)
+	caPool := x509.NewCertPool()
+	caPool.AddCert(ca.Certificate())
+	return &rig{t: tb, api: client.New(as.URL, "test-token"), gw: gw, up: up, proxy: proxy,
+		store: st, minter: minter, caPool: caPool, resolver: res, audit: aud, logs: logs, cfg: cfg}
+}
+
+// serveProxy starts a gateway built from cfg, with its explicit proxy on
+// loopback until ctx is done or the test ends, and returns it and the
+// proxy's address.
+func serveProxy(tb testing.TB, ctx context.Context, cfg Config) (*Gateway, string) {
+	tb.Helper()
 	gw, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { gw.Close() })
-
-	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	go gw.ServeProxy(ctx, pl)
-
-	as := httptest.NewServer((&api.Server{Store: st, Vault: vt, Minter: minter, Token: "test-token",
-		Logger: logger, Changed: gw.Invalidate, Proxy: pl.Addr().String(), CACert: ca.CertPEM()}).Handler())
-	tb.Cleanup(as.Close)
-	caPool := x509.NewCertPool()
-	caPool.AddCert(ca.Certificate())
-	return &rig{t: tb, api: client.New(as.URL, "test-token"), gw: gw, up: up, proxy: pl.Addr().String(),
-		store: st, minter: minter, caPool: caPool, resolver: res, audit: aud, logs: logs, cfg: cfg}
+	ctx, cancel := context.WithCancel(ctx)
+	tb.Cleanup(cancel)
+	go gw.ServeProxy(ctx, l)
+	return gw, l.Addr().String()
 }
 
 // secret creates a secret and fails the test on error.
@@ -326,35 +320,4 @@ func assertNoValue(tb testing.TB, value string, where string, data ...[]byte) {
 			tb.Errorf("real value reached %s", where)
 		}
 	}
-}
-
-// upstreamCert makes a throw-away CA and a server certificate for names
-// (and 127.0.0.1), as a real provider's public certificate would be.
-func upstreamCert(tb testing.TB, names []string) (*x509.CertPool, tls.Certificate) {
-	tb.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fake public CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "fake provider"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames: append([]string{"upstream.test"}, names...), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	return pool, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

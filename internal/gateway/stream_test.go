@@ -372,80 +372,155 @@ func (r *rig) tunnel(tb testing.TB, sandbox, target string) net.Conn {
 	return c
 }
 
-// TestStreamWebSocket: the stand-in in a WebSocket upgrade request is
-// swapped at the handshake, then bytes flow both ways, each piece only
-// after the other side answered the previous one.
+// TestStreamWebSocket: a WebSocket upgrade through the gateway. The
+// stand-in in the upgrade request is swapped at the handshake, then bytes
+// flow both ways; what the upstream writes into the upgraded stream is
+// scrubbed like any response body.
 func TestStreamWebSocket(t *testing.T) {
 	const real = "sk-ws-REALVALUE-0123456789abcdef"
-	rig := newRig(t)
-	tok := rig.ownSandbox("sb", real)
-	upAuth := make(chan string, 1)
-	port := rig.ownUpstream(true, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		upAuth <- r.Header.Get("Authorization")
-		if !checkBearer(w, r, real) || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-			http.Error(w, "no upgrade", http.StatusBadRequest)
-			return
-		}
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Errorf("upstream hijack: %v", err)
-			return
-		}
-		defer c.Close()
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		// Server speaks first, then echoes each message it gets.
-		io.WriteString(c, "hello;")
-		buf := make([]byte, 64)
-		for {
-			n, err := brw.Read(buf)
-			if err != nil {
-				return
+	tests := []struct {
+		name string
+		h2   bool        // the upstream also speaks HTTP/2
+		hdr  http.Header // added to the client's upgrade request
+		// upstream speaks after it answered 101 on the hijacked c.
+		upstream func(c net.Conn, brw *bufio.ReadWriter)
+		// check gets the headers the upstream received and the client's
+		// side of the upgraded stream.
+		check func(t *testing.T, up http.Header, tc *tls.Conn, br *bufio.Reader)
+	}{{
+		// The real value reaches the upstream in the upgrade request, then
+		// each piece flows only after the other side answered the previous
+		// one.
+		name: "swapped",
+		h2:   true,
+		upstream: func(c net.Conn, brw *bufio.ReadWriter) {
+			// Server speaks first, then echoes each message it gets.
+			io.WriteString(c, "hello;")
+			buf := make([]byte, 64)
+			for {
+				n, err := brw.Read(buf)
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(c, "echo %s;", buf[:n])
 			}
-			fmt.Fprintf(c, "echo %s;", buf[:n])
-		}
-	}))
+		},
+		check: func(t *testing.T, up http.Header, tc *tls.Conn, br *bufio.Reader) {
+			if got := up.Get("Authorization"); got != "Bearer "+real {
+				t.Errorf("upstream Authorization = %q, want the real value", hideReal(got, real))
+			}
+			if got := up.Get("Upgrade"); !strings.EqualFold(got, "websocket") {
+				t.Errorf("upstream Upgrade = %q, want websocket", got)
+			}
+			read := func(want string) {
+				t.Helper()
+				got := make([]byte, len(want))
+				if _, err := io.ReadFull(br, got); err != nil {
+					t.Fatalf("read %q: %v", want, err)
+				}
+				if string(got) != want {
+					t.Fatalf("got %q, want %q", got, want)
+				}
+			}
+			read("hello;")
+			for _, msg := range []string{"one", "two", "three"} {
+				if _, err := io.WriteString(tc, msg); err != nil {
+					t.Fatal(err)
+				}
+				read("echo " + msg + ";")
+			}
+		},
+	}, {
+		// An upstream that echoes the real credential inside the upgraded
+		// stream is scrubbed (the sandbox never sees it, in one piece or
+		// split across writes), and a message that ends with the start of
+		// the value is still delivered while the upstream waits for the
+		// client (the held-back tail is released when the stream goes
+		// quiet). Compression is not offered upstream: compressed frames
+		// could not be scrubbed.
+		name: "scrubbed",
+		hdr:  http.Header{"Sec-Websocket-Extensions": {"permessage-deflate"}},
+		upstream: func(c net.Conn, brw *bufio.ReadWriter) {
+			io.WriteString(c, "whole="+real+";")
+			io.WriteString(c, "split="+real[:9])
+			time.Sleep(5 * time.Millisecond)
+			io.WriteString(c, real[9:]+";")
+			// Ends with a prefix of the value, then waits for the client.
+			io.WriteString(c, "tail="+real[:6])
+			buf := make([]byte, 16)
+			n, _ := brw.Read(buf)
+			fmt.Fprintf(c, "|got %s;", buf[:n])
+		},
+		check: func(t *testing.T, up http.Header, tc *tls.Conn, br *bufio.Reader) {
+			if ext := up.Get("Sec-WebSocket-Extensions"); ext != "" {
+				t.Errorf("compression offer %q went upstream; compressed frames cannot be scrubbed", ext)
+			}
+			// Everything up to and including the tail arrives without the
+			// client sending anything: the tail is not stalled behind the
+			// scrubber.
+			want := len("whole=") + len(real) + 1 + len("split=") + len(real) + 1 + len("tail=") + 6
+			got := make([]byte, want)
+			if _, err := io.ReadFull(br, got); err != nil {
+				t.Fatalf("read before answering: %v (got %q)", err, hideReal(string(got), real))
+			}
+			io.WriteString(tc, "ok")
+			rest, _ := io.ReadAll(br)
+			all := string(got) + string(rest)
+			if strings.Contains(all, real) {
+				t.Errorf("the real value reached the sandbox through the WebSocket stream")
+			}
+			if !strings.Contains(all, "|got ok;") || !strings.HasPrefix(all, "whole=") {
+				t.Errorf("stream = %q, want the upstream's messages in order", hideReal(all, real))
+			}
+			if len(all) != want+len("|got ok;") {
+				t.Errorf("stream is %d bytes, want %d: lengths must not change inside frames", len(all), want+len("|got ok;"))
+			}
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rig := newRig(t)
+			tok := rig.ownSandbox("sb", real)
+			upHeader := make(chan http.Header, 1)
+			port := rig.ownUpstream(tt.h2, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				upHeader <- r.Header.Clone()
+				c, brw, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					t.Errorf("upstream hijack: %v", err)
+					return
+				}
+				defer c.Close()
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+				tt.upstream(c, brw)
+			}))
 
-	tc := tls.Client(rig.tunnel(t, "sb", ownHost+":"+port), &tls.Config{
-		ServerName: ownHost, RootCAs: rig.caPool, NextProtos: []string{"http/1.1"},
-	})
-	req := newReq(t, http.MethodGet, "https://"+ownHost+":"+port+"/v1/realtime", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", "websocket")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	if err := req.Write(tc); err != nil {
-		t.Fatal(err)
-	}
-	tc.SetDeadline(time.Now().Add(handshakeGuard))
-	br := bufio.NewReader(tc)
-	resp, err := http.ReadResponse(br, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("status %d: %s", resp.StatusCode, b)
-	}
-	if got := <-upAuth; got != "Bearer "+real {
-		t.Errorf("upstream Authorization = %q, want the real value", hideReal(got, real))
-	}
-	read := func(want string) {
-		t.Helper()
-		got := make([]byte, len(want))
-		if _, err := io.ReadFull(br, got); err != nil {
-			t.Fatalf("read %q: %v", want, err)
-		}
-		if string(got) != want {
-			t.Fatalf("got %q, want %q", got, want)
-		}
-	}
-	read("hello;")
-	for _, msg := range []string{"one", "two", "three"} {
-		if _, err := io.WriteString(tc, msg); err != nil {
-			t.Fatal(err)
-		}
-		read("echo " + msg + ";")
+			tc := tls.Client(rig.tunnel(t, "sb", ownHost+":"+port), &tls.Config{
+				ServerName: ownHost, RootCAs: rig.caPool, NextProtos: []string{"http/1.1"},
+			})
+			req := newReq(t, http.MethodGet, "https://"+ownHost+":"+port+"/v1/realtime", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+			req.Header.Set("Sec-WebSocket-Version", "13")
+			req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+			for k, v := range tt.hdr {
+				req.Header[k] = v
+			}
+			if err := req.Write(tc); err != nil {
+				t.Fatal(err)
+			}
+			tc.SetDeadline(time.Now().Add(handshakeGuard))
+			br := bufio.NewReader(tc)
+			resp, err := http.ReadResponse(br, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				b, _ := io.ReadAll(resp.Body)
+				t.Fatalf("status %d: %s", resp.StatusCode, b)
+			}
+			tt.check(t, <-upHeader, tc, br)
+		})
 	}
 }
 
@@ -591,81 +666,6 @@ func TestStreamLarge(t *testing.T) {
 		}
 		t.Logf("%d MB up; heap peak %d MB above baseline", size>>20, (int64(peak)-int64(base))>>20)
 	})
-}
-
-// TestStreamWebSocketScrubbed: an upstream that echoes the real credential
-// inside the upgraded stream is scrubbed (the sandbox never sees it, in
-// one piece or split across writes), and a message that ends with the
-// start of the value is still delivered while the upstream waits for the
-// client (the held-back tail is released when the stream goes quiet).
-func TestStreamWebSocketScrubbed(t *testing.T) {
-	const real = "sk-ws-REALVALUE-0123456789abcdef"
-	rig := newRig(t)
-	tok := rig.ownSandbox("sb", real)
-	extc := make(chan string, 1)
-	port := rig.ownUpstream(false, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		extc <- r.Header.Get("Sec-WebSocket-Extensions")
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Errorf("upstream hijack: %v", err)
-			return
-		}
-		defer c.Close()
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		io.WriteString(c, "whole="+real+";")
-		io.WriteString(c, "split="+real[:9])
-		time.Sleep(5 * time.Millisecond)
-		io.WriteString(c, real[9:]+";")
-		// Ends with a prefix of the value, then waits for the client.
-		io.WriteString(c, "tail="+real[:6])
-		buf := make([]byte, 16)
-		n, _ := brw.Read(buf)
-		fmt.Fprintf(c, "|got %s;", buf[:n])
-	}))
-	tc := tls.Client(rig.tunnel(t, "sb", ownHost+":"+port), &tls.Config{
-		ServerName: ownHost, RootCAs: rig.caPool, NextProtos: []string{"http/1.1"},
-	})
-	req := newReq(t, http.MethodGet, "https://"+ownHost+":"+port+"/ws", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", "websocket")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	req.Header.Set("Sec-WebSocket-Extensions", "permessage-deflate")
-	if err := req.Write(tc); err != nil {
-		t.Fatal(err)
-	}
-	tc.SetDeadline(time.Now().Add(handshakeGuard))
-	br := bufio.NewReader(tc)
-	resp, err := http.ReadResponse(br, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	if ext := <-extc; ext != "" {
-		t.Errorf("compression offer %q went upstream; compressed frames cannot be scrubbed", ext)
-	}
-	// Everything up to and including the tail arrives without the client
-	// sending anything: the tail is not stalled behind the scrubber.
-	want := len("whole=") + len(real) + 1 + len("split=") + len(real) + 1 + len("tail=") + 6
-	got := make([]byte, want)
-	if _, err := io.ReadFull(br, got); err != nil {
-		t.Fatalf("read before answering: %v (got %q)", err, hideReal(string(got), real))
-	}
-	io.WriteString(tc, "ok")
-	rest, _ := io.ReadAll(br)
-	all := string(got) + string(rest)
-	if strings.Contains(all, real) {
-		t.Errorf("the real value reached the sandbox through the WebSocket stream")
-	}
-	if !strings.Contains(all, "|got ok;") || !strings.HasPrefix(all, "whole=") {
-		t.Errorf("stream = %q, want the upstream's messages in order", hideReal(all, real))
-	}
-	if len(all) != want+len("|got ok;") {
-		t.Errorf("stream is %d bytes, want %d: lengths must not change inside frames", len(all), want+len("|got ok;"))
-	}
 }
 
 // TestStreamBytesExact: a download of random bytes, written by the

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"testing"
 	"time"
 
@@ -17,14 +16,7 @@ import (
 // TestSandboxFilesAndTimeout copies files into and out of a real sandbox,
 // then lets a sandbox's timeout stop it.
 func TestSandboxFilesAndTimeout(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("this test runs sandboxes, which needs root; CI runs as root")
-	}
-	cfg := DefaultConfig()
-	cfg.DataDir = visibleDataDir(t)
-	cfg.Listen = "off"
-	cfg.Gateway.Listen = "off"
-	cfg.RunscPath = runscBin(t)
+	cfg := sandboxConfig(t)
 	c := startServer(t, cfg)
 	ctx := context.Background()
 

@@ -3,17 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,33 +20,14 @@ import (
 
 	"github.com/standin/standin/client"
 	"github.com/standin/standin/internal/sandbox/netns"
+	"github.com/standin/standin/internal/testutil"
 )
 
 // These tests run real sandboxes: they need root and bin/runsc (`make
 // runsc`, which `make test` runs). CI runs as root.
 
-// runscBin finds bin/runsc at the root of the repository.
-func runscBin(tb testing.TB) string {
-	tb.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "tools", "runsc", "go.mod")); err == nil {
-			p := filepath.Join(dir, "bin", "runsc")
-			if _, err := os.Stat(p); err != nil {
-				tb.Fatalf("%s is missing: run `make runsc` (or `make test`, which builds it)", p)
-			}
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Fatal("repository root (with tools/runsc) not found above the working directory")
-		}
-		dir = parent
-	}
-}
+// runscBin is bin/runsc at the root of the repository.
+var runscBin = testutil.RunscBin
 
 // corpUpstream is a fake provider at api.corp.test on loopback that records
 // the Authorization header of each request and echoes it back.
@@ -72,33 +47,12 @@ func newCorpUpstream(tb testing.TB) *corpUpstream {
 		u.mu.Unlock()
 		io.WriteString(w, "seen: "+r.Header.Get("Authorization")+"\n")
 	}))
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fake corp CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "api.corp.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames:    []string{"api.corp.test"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	u.srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	ca, cert := testutil.UpstreamCert(tb, []string{"api.corp.test"})
+	u.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	u.srv.StartTLS()
 	tb.Cleanup(u.srv.Close)
 	u.caFile = filepath.Join(tb.TempDir(), "corp-ca.pem")
-	if err := os.WriteFile(u.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
+	if err := os.WriteFile(u.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), 0o644); err != nil {
 		tb.Fatal(err)
 	}
 	return u
@@ -120,6 +74,23 @@ func visibleDataDir(tb testing.TB) string {
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// sandboxConfig is the config of a server that runs real sandboxes under
+// runsc: data directory outside /tmp, no TCP listeners, and a gateway that
+// can dial nothing but loopback. It fails the test unless it runs as root.
+func sandboxConfig(tb testing.TB) Config {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Fatal("this test runs sandboxes, which needs root; CI runs as root")
+	}
+	cfg := DefaultConfig()
+	cfg.DataDir = visibleDataDir(tb)
+	cfg.Listen = "off"
+	cfg.Gateway.Listen = "off"
+	cfg.Gateway.DialGuard = []string{"127.0.0.0/8"}
+	cfg.RunscPath = runscBin(tb)
+	return cfg
 }
 
 // startServer runs a server with runtime gvisor and returns an SDK client
@@ -202,24 +173,7 @@ func execIn(tb testing.TB, c *client.Client, name string, req client.ExecRequest
 }
 
 // runscProcs returns host processes whose command line names root.
-func runscProcs(tb testing.TB, root string) []string {
-	tb.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var procs []string
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue // not a process, or gone
-		}
-		if cmdline := strings.ReplaceAll(string(b), "\x00", " "); strings.Contains(cmdline, root) {
-			procs = append(procs, e.Name()+": "+cmdline)
-		}
-	}
-	return procs
-}
+var runscProcs = testutil.RunscProcs
 
 // TestSandboxEndToEnd runs a real sandbox through the API: its command sees
 // the stand-in, curl's request reaches the fake provider with the real
@@ -238,15 +192,10 @@ func TestSandboxEndToEnd(t *testing.T) {
 
 func testSandboxEndToEnd(t *testing.T, runtime string) {
 	up := newCorpUpstream(t)
-	cfg := DefaultConfig()
+	cfg := sandboxConfig(t)
 	cfg.Runtime = runtime
-	cfg.DataDir = visibleDataDir(t)
-	cfg.Listen = "off"
-	cfg.Gateway.Listen = "off"
 	cfg.Gateway.Hosts = map[string]string{"api.corp.test": up.srv.Listener.Addr().String()}
-	cfg.Gateway.DialGuard = []string{"127.0.0.0/8"}
 	cfg.Gateway.UpstreamCAFile = up.caFile
-	cfg.RunscPath = runscBin(t)
 	c := startServer(t, cfg)
 	ctx := context.Background()
 
@@ -346,14 +295,7 @@ func testSandboxEndToEnd(t *testing.T, runtime string) {
 // (no namespace, no runsc process left); their records stay, "stopped",
 // and the next server refuses exec on them rather than adopting them.
 func TestShutdownStopsSandboxes(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("this test runs sandboxes, which needs root; CI runs as root")
-	}
-	cfg := DefaultConfig()
-	cfg.DataDir = visibleDataDir(t)
-	cfg.Listen = "off"
-	cfg.Gateway.Listen = "off"
-	cfg.RunscPath = runscBin(t)
+	cfg := sandboxConfig(t)
 	c, stop := startServerStop(t, cfg)
 	ctx := context.Background()
 	sb, err := c.CreateSandbox(ctx, client.SandboxCreate{Name: "sb"})

@@ -3,45 +3,19 @@ package server
 import (
 	"context"
 	"io"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/standin/standin/client"
+	"github.com/standin/standin/internal/testutil"
 )
-
-// syncBuffer collects output written from the client's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestInteractiveShell drives a shell on a pseudo-terminal in a real
 // sandbox: each command's output comes back while the input is still open,
 // and the shell's exit status ends the exec.
 func TestInteractiveShell(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("this test runs sandboxes, which needs root; CI runs as root")
-	}
-	cfg := DefaultConfig()
-	cfg.DataDir = visibleDataDir(t)
-	cfg.Listen = "off"
-	cfg.Gateway.Listen = "off"
-	cfg.RunscPath = runscBin(t)
+	cfg := sandboxConfig(t)
 	c := startServer(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -50,7 +24,7 @@ func TestInteractiveShell(t *testing.T) {
 	}
 
 	inR, inW := io.Pipe()
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	type result struct {
 		code int
 		err  error
