@@ -166,10 +166,14 @@ type Server struct {
 
 func startServer(tmp string) (s *Server, err error) {
 	s = &Server{Bin: filepath.Join(tmp, "standin"), exited: make(chan error, 1)}
-	build := exec.Command("go", "build", "-o", s.Bin, "./cmd/standin")
-	build.Dir = RepoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build ./cmd/standin: %v\n%s", err, out)
+	// As `make build` lays them out: the gVisor runtime runs the
+	// standin-agent found next to standin in every sandbox.
+	for _, b := range []struct{ out, pkg string }{{s.Bin, "./cmd/standin"}, {filepath.Join(tmp, "standin-agent"), "./cmd/standin-agent"}} {
+		build := exec.Command("go", "build", "-o", b.out, b.pkg)
+		build.Dir = RepoRoot
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+		}
 	}
 	// Outside /tmp, which every sandbox has its own of: the data directory
 	// must be hidden from sandboxes by standin, not by accident.

@@ -5,6 +5,8 @@ package smoke
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -44,5 +46,23 @@ func TestSmoke(t *testing.T) {
 	got := harness.Srv.Up.Since(mark, smokeHost)
 	if len(got) != 1 || got[0].Header.Get("Authorization") != "Bearer "+real {
 		t.Fatalf("upstream got %d requests (%v), want one carrying the real value", len(got), got)
+	}
+}
+
+// TestSmallAgent: laid out as `make build` does, every sandbox runs the
+// agent-only binary next to standin (it starts faster under gVisor than
+// standin itself as agent).
+func TestSmallAgent(t *testing.T) {
+	want, err := os.Stat(filepath.Join(filepath.Dir(harness.Srv.Bin), "standin-agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := harness.NewSandbox(t)
+	r := harness.Exec(t, sb, "stat", "-c", "%s", "/run/standin-agent")
+	if r.Code != 0 {
+		t.Fatalf("stat /run/standin-agent in the sandbox: exit %d\n%s", r.Code, r.Output())
+	}
+	if got := strings.TrimSpace(r.Stdout); got != fmt.Sprint(want.Size()) {
+		t.Errorf("size of /run/standin-agent, the sandbox's first process, = %s bytes, want %d (standin-agent)", got, want.Size())
 	}
 }

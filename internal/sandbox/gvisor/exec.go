@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync/atomic"
 
 	"github.com/standin/standin/internal/sandbox"
@@ -23,6 +24,10 @@ type Instance struct {
 	agent *agent.Client
 	pipes []*os.File // our ends of the agent's stdio
 
+	// runsc's host processes for this sandbox, reaped by the runtime;
+	// nil if not known (Delete then leaves the waiting to runsc).
+	sandbox, gofer *hostProc
+
 	gone atomic.Bool // Delete has begun
 }
 
@@ -37,6 +42,18 @@ func (in *Instance) ID() string { return in.id }
 func (in *Instance) Delete(ctx context.Context) error {
 	if in.gone.Swap(true) {
 		return nil
+	}
+	// Kill and reap runsc's processes before runsc delete, which would
+	// kill them too but then poll every 100 ms until they are reaped.
+	// (It is also what it would do: SIGKILL, no graceful stop.)
+	procs := slices.DeleteFunc([]*hostProc{in.sandbox, in.gofer}, func(p *hostProc) bool { return p == nil })
+	for _, p := range procs {
+		p.kill()
+	}
+	for _, p := range procs {
+		if err := p.wait(ctx); err != nil {
+			break // runsc delete below still kills and waits
+		}
 	}
 	err := in.rt.remove(ctx, in.id)
 	for _, f := range in.pipes {

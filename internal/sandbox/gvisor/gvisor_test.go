@@ -1,11 +1,14 @@
 package gvisor
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -173,4 +176,50 @@ func TestOverlayDir(t *testing.T) {
 	if got := sandboxtest.Sh(t, in, "ls -A "+overlay); got != (sandboxtest.Result{}) {
 		t.Errorf("overlay dir visible inside: %+v", got)
 	}
+}
+
+// Delete leaves no zombie of runsc's processes in the daemon, which is
+// their reaper (see reap.go), and the runtime knew both of them.
+func TestDeleteReaps(t *testing.T) {
+	r := newRuntime(t)
+	ctx := context.Background()
+	sb, err := r.Start(ctx, sandbox.Spec{ID: sandboxtest.ID()})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	in := sb.(*Instance)
+	if in.sandbox == nil || in.gofer == nil {
+		t.Fatalf("sandbox process %v, gofer %v: want both read from runsc's state", in.sandbox, in.gofer)
+	}
+	pids := []int{in.sandbox.pid, in.gofer.pid}
+	for _, pid := range pids {
+		if ppid := parentPID(t, pid); ppid != os.Getpid() {
+			t.Errorf("parent of runsc process %d = %d, want this process %d (a child subreaper)", pid, ppid, os.Getpid())
+		}
+	}
+	if err := in.Delete(ctx); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	for _, pid := range pids {
+		// A zombie still has its /proc entry.
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after Delete, stat /proc/%d: %v, want it gone (reaped)", pid, err)
+		}
+	}
+}
+
+// parentPID reads the parent of pid from /proc.
+func parentPID(tb testing.TB, pid int) int {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// pid (comm) state ppid ...: comm may hold spaces, so from the last ")".
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	ppid, err := strconv.Atoi(fields[1])
+	if err != nil {
+		tb.Fatalf("parse /proc/%d/stat: %v", pid, err)
+	}
+	return ppid
 }
