@@ -537,3 +537,132 @@ func BenchmarkRecord(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(w.Dropped())/float64(b.N), "dropped/op")
 }
+
+// TestQueueBoundCountsWriting: records being written count against the
+// queue's bound, so no more than queueSize records are ever held.
+func TestQueueBoundCountsWriting(t *testing.T) {
+	fs := newFakeStore()
+	entered, release := make(chan struct{}), make(chan struct{})
+	fs.fail = func(call int) error {
+		if call == 1 {
+			close(entered)
+			<-release
+		}
+		return nil
+	}
+	w := &Writer{Store: fs, BatchSize: 2, FlushInterval: time.Hour, queueSize: 4}
+	start(t, w)
+	w.Record(rec(0))
+	w.Record(rec(1)) // a full batch: Run writes it, and the store holds it
+	<-entered
+	for i := 2; i < 6; i++ {
+		w.Record(rec(i))
+	}
+	if n := w.Dropped(); n != 2 {
+		t.Errorf("Dropped with 2 records being written and 2 queued = %d, want 2", n)
+	}
+	close(release)
+	if err := w.Flush(t.Context()); err != nil {
+		t.Fatalf("Flush = %v", err)
+	}
+	if diff := cmp.Diff(wantPaths(0, 4), paths(fs.all())); diff != "" {
+		t.Errorf("stored (-want +got):\n%s", diff)
+	}
+}
+
+// TestShutdownWhileRecording: records made while Run shuts down are each
+// either stored by the final flush or counted as dropped; none vanishes.
+func TestShutdownWhileRecording(t *testing.T) {
+	const goroutines, each = 4, 2000
+	fs := newFakeStore()
+	w := &Writer{Store: fs, BatchSize: 50, FlushInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)}
+	stop := start(t, w)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				w.Record(rec(g*each + i))
+			}
+		})
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	wg.Wait()
+	stored := len(fs.all())
+	if got := int64(stored) + w.Dropped(); got != goroutines*each {
+		t.Errorf("stored %d + dropped %d = %d, want %d", stored, w.Dropped(), got, goroutines*each)
+	}
+	for _, n := range fs.sizes() {
+		if n > 50 {
+			t.Errorf("batch of %d records, want at most BatchSize 50", n)
+		}
+	}
+}
+
+// TestSQLiteStoreError: a batch the store refuses is reported, not lost in
+// silence: Flush returns the error, Dropped counts the records, the log
+// says how many were lost. Closing the store makes every insert fail.
+func TestSQLiteStoreError(t *testing.T) {
+	st, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "standin.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, buf := testLogger()
+	w := &Writer{Store: st, BatchSize: 10, FlushInterval: time.Hour, Logger: log, retryBase: time.Microsecond}
+	stop := start(t, w)
+	for i := range 5 {
+		w.Record(rec(i))
+	}
+	if err := w.Flush(t.Context()); err != nil {
+		t.Fatalf("Flush = %v", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 5; i < 30; i++ {
+		w.Record(rec(i))
+	}
+	if err := w.Flush(t.Context()); err == nil {
+		t.Fatal("Flush into a closed store = nil, want an error")
+	}
+	if n := w.Dropped(); n != 25 {
+		t.Errorf("Dropped = %d, want 25", n)
+	}
+	if n := strings.Count(buf.String(), "audit records lost"); n != 3 {
+		t.Errorf("log has %d lost-records lines, want 3 (batches of 10, 10, 5):\n%s", n, buf.String())
+	}
+	w.Record(rec(30))
+	if err := stop(); err == nil {
+		t.Error("Run with a failing final flush = nil, want an error")
+	}
+	if n := w.Dropped(); n != 26 {
+		t.Errorf("Dropped after the final flush = %d, want 26", n)
+	}
+}
+
+// TestIntervalAfterWrite: records that arrive while a full batch is being
+// written, too few for a batch of their own, are written by the interval
+// without a Flush.
+func TestIntervalAfterWrite(t *testing.T) {
+	fs := newFakeStore()
+	entered, release := make(chan struct{}), make(chan struct{})
+	fs.fail = func(call int) error {
+		if call == 1 {
+			close(entered)
+			<-release
+		}
+		return nil
+	}
+	w := &Writer{Store: fs, BatchSize: 2, FlushInterval: time.Millisecond}
+	start(t, w)
+	w.Record(rec(0))
+	w.Record(rec(1))
+	<-entered
+	w.Record(rec(2))
+	close(release)
+	fs.waitStored(t, 3)
+	if diff := cmp.Diff(wantPaths(0, 3), paths(fs.all())); diff != "" {
+		t.Errorf("stored (-want +got):\n%s", diff)
+	}
+}

@@ -72,6 +72,18 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The audit writer stops last (deferred first): the sandboxes, the
+	// proxy and the gateway stop before it, so the records of requests
+	// that finish during shutdown are written, not dropped.
+	audCtx, stopAudit := context.WithCancel(context.Background())
+	audDone := make(chan struct{})
+	go func() {
+		defer close(audDone)
+		if err := aud.Run(audCtx); err != nil {
+			logger.Error("activity records not written", "error", err)
+		}
+	}()
+	defer func() { stopAudit(); <-audDone }()
 	defer gw.Close()
 	if s.Gateway != nil {
 		s.Gateway(gw)
@@ -101,11 +113,6 @@ func (s *Server) Run(ctx context.Context) error {
 		sandboxes = run
 		changed = func() { gw.Invalidate(); run.invalidate() }
 	}
-	audCtx, stopAudit := context.WithCancel(context.Background())
-	audDone := make(chan struct{})
-	go func() { aud.Run(audCtx); close(audDone) }()
-	defer func() { stopAudit(); <-audDone }()
-
 	proxyAddr := ""
 	var proxyL net.Listener
 	if cfg.Gateway.Listen != "off" {

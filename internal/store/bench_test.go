@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func BenchmarkCreateBinding(b *testing.B) {
@@ -36,17 +38,76 @@ func BenchmarkBindingByHash(b *testing.B) {
 	}
 }
 
-func BenchmarkAppendActivity100(b *testing.B) {
-	ctx := context.Background()
-	s, _ := newStore(b)
-	recs := make([]Activity, 100)
-	for i := range recs {
-		recs[i] = Activity{Time: t0, SecretID: "sec_gh", SecretName: "gh", SandboxName: "sb",
-			Method: "POST", Host: "api.github.com", Path: "/graphql", Status: 200, Outcome: "swapped"}
+// BenchmarkAppendActivity stores batches of the sizes the audit writer
+// hands over: a full batch (256), a timer flush of a few records, and one.
+// "one-by-one" is the insert before issue 3 (one statement per record,
+// prepared per batch), kept here so one run compares both. cpu-ns/rec
+// counts the process's CPU time, which a shared machine disturbs less than
+// wall time.
+func BenchmarkAppendActivity(b *testing.B) {
+	impls := []struct {
+		name   string
+		append func(*SQLite, context.Context, []Activity) error
+	}{
+		{"one-by-one", (*SQLite).appendActivityOneByOne},
+		{"batched", (*SQLite).AppendActivity},
 	}
-	for b.Loop() {
-		if err := s.AppendActivity(ctx, recs); err != nil {
-			b.Fatal(err)
+	for _, size := range []int{256, 37, 1} {
+		for _, impl := range impls {
+			b.Run(fmt.Sprintf("%s/batch=%d", impl.name, size), func(b *testing.B) {
+				ctx := context.Background()
+				s, _ := newStore(b)
+				recs := make([]Activity, size)
+				for i := range recs {
+					recs[i] = Activity{Time: t0, SecretID: "sec_gh", SecretName: "gh", SandboxID: "sb_1", SandboxName: "sb",
+						Method: "POST", Host: "api.github.com", Path: fmt.Sprintf("/graphql/%d", i), Status: 200,
+						UpstreamStatus: 200, Latency: 1234567, BytesIn: 512, BytesOut: 4096, Outcome: "swapped"}
+				}
+				b.ReportAllocs()
+				cpu0 := cpuTime(b)
+				for b.Loop() {
+					if err := impl.append(s, ctx, recs); err != nil {
+						b.Fatal(err)
+					}
+				}
+				n := float64(b.N * size)
+				b.ReportMetric(n/b.Elapsed().Seconds(), "recs/s")
+				b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/n, "cpu-ns/rec")
+			})
 		}
 	}
+}
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// appendActivityOneByOne is AppendActivity as it was before issue 3: the
+// benchmark's baseline.
+func (s *SQLite) appendActivityOneByOne(ctx context.Context, recs []Activity) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("append activity: %w", err)
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, activityInsert(1))
+	if err != nil {
+		return fmt.Errorf("append activity: %w", err)
+	}
+	defer st.Close()
+	for i := range recs {
+		if _, err := st.ExecContext(ctx, appendActivityArgs(nil, &recs[i])...); err != nil {
+			return fmt.Errorf("append activity: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("append activity: %w", err)
+	}
+	return nil
 }

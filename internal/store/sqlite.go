@@ -29,8 +29,9 @@ var ErrSchemaTooNew = errors.New("database schema is newer than this binary")
 // SQLITE_BUSY, and a few query-only readers, which WAL lets run alongside
 // the writer.
 type SQLite struct {
-	w *sql.DB
-	r *sql.DB
+	w   *sql.DB
+	r   *sql.DB
+	act activityStmts // prepared on w
 }
 
 var _ Store = (*SQLite)(nil)
@@ -103,7 +104,13 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		w.Close()
 		return nil, fmt.Errorf("open store %q: %w", path, err)
 	}
-	return &SQLite{w: w, r: r}, nil
+	act, err := prepareActivity(ctx, w)
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("open store %q: %w", path, err)
+	}
+	return &SQLite{w: w, r: r, act: act}, nil
 }
 
 // createPrivate makes sure the database file exists with mode 0600 before
@@ -128,7 +135,7 @@ func createPrivate(path string) error {
 
 // Close closes the database.
 func (s *SQLite) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(s.act.close(), s.r.Close(), s.w.Close())
 }
 
 type migration struct {

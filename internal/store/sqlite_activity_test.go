@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,5 +203,92 @@ func TestPruneActivity(t *testing.T) {
 	got, _ := s.ListActivity(ctx, ActivityQuery{})
 	if len(got) != 4 || got[len(got)-1].ID != recs[2].ID {
 		t.Errorf("after prune: %d records, oldest %d; want 4, oldest %d", len(got), got[len(got)-1].ID, recs[2].ID)
+	}
+}
+
+// TestAppendActivityBatches: batches around the size of one INSERT
+// statement all land, every field intact, with the IDs AppendActivity set
+// matching the stored rows, in order.
+func TestAppendActivityBatches(t *testing.T) {
+	ctx := context.Background()
+	sizes := []int{1, activityRowsPerInsert - 1, activityRowsPerInsert, activityRowsPerInsert + 1,
+		2*activityRowsPerInsert + 5, 256}
+	for _, n := range sizes {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			s, _ := newStore(t)
+			// A record before the batch, so ids do not simply start at 1.
+			first := []Activity{{Time: t0, SecretID: "sec_x", Path: "/before"}}
+			if err := s.AppendActivity(ctx, first); err != nil {
+				t.Fatal(err)
+			}
+			recs := make([]Activity, n)
+			for i := range recs {
+				recs[i] = Activity{
+					Time: t0.Add(time.Duration(i) * time.Millisecond), SecretID: fmt.Sprintf("sec_%d", i%3),
+					SecretName: fmt.Sprintf("s%d", i%3), SandboxID: "sb_1", SandboxName: "web", Method: "POST",
+					Host: "api.example.com", Path: fmt.Sprintf("/r/%d", i), Status: 200 + i%5, UpstreamStatus: 200,
+					Latency: time.Duration(i) * time.Microsecond, BytesIn: int64(i), BytesOut: int64(3 * i),
+					Outcome: "swapped", Reason: fmt.Sprintf("reason %d", i),
+				}
+			}
+			if err := s.AppendActivity(ctx, recs); err != nil {
+				t.Fatalf("AppendActivity(%d records) = %v", n, err)
+			}
+			for i, r := range recs {
+				if want := first[0].ID + 1 + int64(i); r.ID != want {
+					t.Fatalf("record %d: ID %d, want %d", i, r.ID, want)
+				}
+			}
+			got, err := s.ListActivity(ctx, ActivityQuery{After: first[0].ID, Limit: MaxActivityLimit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(recs, got); diff != "" {
+				t.Errorf("stored records (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestAppendActivityFailure: a record that fails to insert fails its whole
+// batch with an error, stores none of it and sets no IDs, whichever
+// statement of the batch it is in.
+func TestAppendActivityFailure(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if _, err := s.w.ExecContext(ctx, `CREATE TRIGGER activity_fail BEFORE INSERT ON activity
+		WHEN NEW.path = '/fail' BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END`); err != nil {
+		t.Fatal(err)
+	}
+	const n = 2*activityRowsPerInsert + 3
+	for _, bad := range []int{0, activityRowsPerInsert + 2, n - 1} {
+		t.Run(fmt.Sprint(bad), func(t *testing.T) {
+			recs := make([]Activity, n)
+			for i := range recs {
+				recs[i] = Activity{Time: t0, SecretID: "sec_gh", Path: fmt.Sprintf("/r/%d", i)}
+			}
+			recs[bad].Path = "/fail"
+			err := s.AppendActivity(ctx, recs)
+			if err == nil || !strings.Contains(err.Error(), "refused by test trigger") {
+				t.Fatalf("AppendActivity with record %d failing = %v, want the trigger's error", bad, err)
+			}
+			for i, r := range recs {
+				if r.ID != 0 {
+					t.Fatalf("record %d: ID %d after a failed batch, want 0", i, r.ID)
+				}
+			}
+			got, err := s.ListActivity(ctx, ActivityQuery{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 0 {
+				t.Errorf("ListActivity after a failed batch: %d records, want 0", len(got))
+			}
+		})
+	}
+	// The prepared statements still work after the rollbacks.
+	ok := []Activity{{Time: t0, SecretID: "sec_gh", Path: "/ok"}}
+	if err := s.AppendActivity(ctx, ok); err != nil {
+		t.Fatalf("AppendActivity after failures = %v", err)
 	}
 }
