@@ -93,8 +93,10 @@ type Runtime struct {
 	agent   string   // host path of the agent binary
 	log     *slog.Logger
 
-	mu   sync.Mutex
-	live map[string]*Instance // nil value: being started
+	mu        sync.Mutex
+	live      map[string]*Instance // nil value: being started
+	subreaper bool                 // holds the process's subreaper flag
+	closed    bool
 }
 
 var _ sandbox.Runtime = (*Runtime)(nil)
@@ -151,8 +153,11 @@ func New(cfg Config) (*Runtime, error) {
 	r.log = r.log.With("component", "sandbox")
 	// The sandboxes' host processes become ours to reap (see reap.go).
 	// Without it deletes still work, only slower.
-	if err := becomeSubreaper(); err != nil {
+	// Close releases it.
+	if err := holdSubreaper(); err != nil {
 		r.log.Warn("sandbox deletes will wait for init to reap runsc's processes", logKeyError, err)
+	} else {
+		r.subreaper = true
 	}
 	for _, d := range []string{state, r.root, r.bundles} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -250,6 +255,25 @@ func FindRunsc() (string, error) {
 		return "", fmt.Errorf("%w: runsc not found next to the standin binary or in PATH: run `make runsc` (it builds bin/runsc at the gVisor version pinned in tools/runsc)", sandbox.ErrUnavailable)
 	}
 	return p, nil
+}
+
+// Close ends what New started for the process as a whole: the daemon stops
+// being the child subreaper that reaps runsc's processes (see reap.go), so
+// a process that goes on without sandboxes, such as a test binary, does
+// not adopt orphans it will never reap. Delete the sandboxes first: their
+// processes would then be left to the host's init. Closing twice is a
+// no-op.
+func (r *Runtime) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if r.subreaper {
+		releaseSubreaper()
+	}
+	return nil
 }
 
 // Name implements sandbox.Runtime.

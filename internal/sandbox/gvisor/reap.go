@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,19 +18,53 @@ import (
 // Whoever reaps orphans decides how long `runsc delete` takes, since it
 // kills them and then polls every 100 ms until their PIDs are gone, which
 // is when they are reaped, not when they die. The host's init may take its
-// time (seconds on some VMs). So the runtime makes the daemon a child
-// subreaper (see New): the orphans become its children, and it reaps
+// time (seconds on some VMs). So while a Runtime is open the daemon is a
+// child subreaper (see New and Close): the orphans become its children, and it reaps
 // them itself the moment they exit. Delete kills them first, through
 // pidfds (no PID reuse race), waits until they are reaped, and only then
 // runs `runsc delete`, which finds nothing left to wait for.
 
-// becomeSubreaper makes the orphaned descendants of this process its
-// children instead of init's.
-func becomeSubreaper() error {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("become a child subreaper: %w", err)
+// subreaper counts the runtimes that need this process to be a child
+// subreaper. It is process-wide state: while set, every orphaned
+// descendant becomes this process's child, and one nobody reaps stays a
+// zombie. So it is set only while a Runtime is open, and cleared again
+// when the last one closes, unless it was set before the first.
+var subreaper struct {
+	sync.Mutex
+	n       int
+	already bool // set by someone else before the first hold
+}
+
+// holdSubreaper makes the orphaned descendants of this process its
+// children instead of init's, until the matching releaseSubreaper.
+func holdSubreaper() error {
+	subreaper.Lock()
+	defer subreaper.Unlock()
+	if subreaper.n == 0 {
+		var was int32
+		if err := unix.Prctl(unix.PR_GET_CHILD_SUBREAPER, uintptr(unsafe.Pointer(&was)), 0, 0, 0); err != nil {
+			return fmt.Errorf("read child subreaper flag: %w", err)
+		}
+		subreaper.already = was != 0
+		if !subreaper.already {
+			if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+				return fmt.Errorf("become a child subreaper: %w", err)
+			}
+		}
 	}
+	subreaper.n++
 	return nil
+}
+
+// releaseSubreaper undoes one holdSubreaper.
+func releaseSubreaper() {
+	subreaper.Lock()
+	defer subreaper.Unlock()
+	subreaper.n--
+	if subreaper.n == 0 && !subreaper.already {
+		// Cannot fail for a valid argument.
+		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	}
 }
 
 // hostProc is one of runsc's host processes, reaped by a goroutine of its
