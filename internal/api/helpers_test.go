@@ -11,12 +11,12 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/standin/standin/client"
 	"github.com/standin/standin/internal/standin"
 	"github.com/standin/standin/internal/store"
+	"github.com/standin/standin/internal/testutil"
 	"github.com/standin/standin/internal/vault"
 )
 
@@ -31,27 +31,9 @@ type testEnv struct {
 	server *Server
 	http   *httptest.Server
 	client *client.Client
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 	// responses holds every response's status line, headers and body.
-	responses *syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	responses *testutil.SyncBuffer
 }
 
 func newTestEnv(tb testing.TB) *testEnv {
@@ -75,7 +57,7 @@ func newTestEnv(tb testing.TB) *testEnv {
 	if err != nil {
 		tb.Fatalf("NewMinter: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	srv := &Server{
 		Store:  st,
 		Vault:  vault.New(kr, nil),
@@ -83,7 +65,7 @@ func newTestEnv(tb testing.TB) *testEnv {
 		Token:  testToken,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
-	responses := &syncBuffer{}
+	responses := &testutil.SyncBuffer{}
 	hs := httptest.NewServer(recordResponses(srv.Handler(), responses))
 	tb.Cleanup(hs.Close)
 	return &testEnv{
@@ -93,7 +75,7 @@ func newTestEnv(tb testing.TB) *testEnv {
 }
 
 // recordResponses tees every response (status, headers, body) into buf.
-func recordResponses(h http.Handler, buf *syncBuffer) http.Handler {
+func recordResponses(h http.Handler, buf *testutil.SyncBuffer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &teeWriter{ResponseWriter: w}
 		h.ServeHTTP(rec, r)

@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/standin/standin/internal/store"
+	"github.com/standin/standin/internal/testutil"
 )
 
 // fakeStore is an Appender that keeps batches in memory and can fail.
@@ -104,26 +104,8 @@ func (f *fakeStore) waitCalls(tb testing.TB, n int) {
 	}
 }
 
-// syncBuffer is a log destination safe for the Run goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testLogger() (*slog.Logger, *syncBuffer) {
-	var buf syncBuffer
+func testLogger() (*slog.Logger, *testutil.SyncBuffer) {
+	var buf testutil.SyncBuffer
 	return slog.New(slog.NewTextHandler(&buf, nil)), &buf
 }
 

@@ -5,11 +5,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/standin/standin/internal/store"
+	"github.com/standin/standin/internal/testutil"
 )
 
 // BenchmarkWriteSQLite is the whole write path: Record from the caller,
@@ -27,7 +27,7 @@ func BenchmarkWriteSQLite(b *testing.B) {
 	start(b, w)
 	r := rec(1)
 	b.ReportAllocs()
-	cpu0 := cpuTime(b)
+	cpu0 := testutil.CPUTime(b)
 	for i := 0; b.Loop(); i++ {
 		w.Record(r)
 		if i%256 == 255 {
@@ -40,7 +40,7 @@ func BenchmarkWriteSQLite(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "recs/s")
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/rec")
+	b.ReportMetric(float64((testutil.CPUTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/rec")
 	if n := w.Dropped(); n != 0 {
 		b.Fatalf("Dropped = %d, want 0", n)
 	}
@@ -68,14 +68,4 @@ func BenchmarkGCWithWriter(b *testing.B) {
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(ms.HeapAlloc), "heap-B")
 	runtime.KeepAlive(w)
-}
-
-// cpuTime is the CPU time the process has used, user and system.
-func cpuTime(tb testing.TB) time.Duration {
-	tb.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatalf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

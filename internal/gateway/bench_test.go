@@ -60,10 +60,16 @@ func BenchmarkSwapRequest(b *testing.B) {
 // BenchmarkDirect: the same requests straight to the upstream.
 func BenchmarkDirect(b *testing.B) {
 	rig, _ := benchRig(b)
+	benchGet(b, directClient(b, rig), "https://"+rig.up.addr.String()+"/v1/things", "Bearer sk-bench-REALVALUE-0123456789abcdef")
+}
+
+// directClient is an HTTP/1.1 client straight to the rig's upstream (as
+// bench.test), for the benchmarks that compare with the gateway.
+func directClient(b *testing.B, rig *rig) *http.Client {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: rig.up.roots, ServerName: "bench.test"},
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
 	b.Cleanup(tr.CloseIdleConnections)
-	benchGet(b, &http.Client{Transport: tr}, "https://"+rig.up.addr.String()+"/v1/things", "Bearer sk-bench-REALVALUE-0123456789abcdef")
+	return &http.Client{Transport: tr}
 }
 
 // BenchmarkColdConnect: each request on a new connection to the gateway:
@@ -100,11 +106,8 @@ func BenchmarkDownload10MB(b *testing.B) {
 // BenchmarkDownload10MBDirect: the same download without the gateway.
 func BenchmarkDownload10MBDirect(b *testing.B) {
 	rig, _ := bigRig(b)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: rig.up.roots, ServerName: "bench.test"},
-		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
-	b.Cleanup(tr.CloseIdleConnections)
 	b.SetBytes(10 << 20)
-	benchGet(b, &http.Client{Transport: tr}, "https://"+rig.up.addr.String()+"/big", "Bearer sk-bench-REALVALUE-0123456789abcdef")
+	benchGet(b, directClient(b, rig), "https://"+rig.up.addr.String()+"/big", "Bearer sk-bench-REALVALUE-0123456789abcdef")
 }
 
 // BenchmarkNewHost: each request on a new connection to a host the

@@ -125,23 +125,7 @@ func roundTrip(tb testing.TB, c net.Conn, req *http.Request) (*http.Response, []
 // echoServer is a TCP server on loopback that echoes what it reads.
 func echoServer(tb testing.TB) netip.AddrPort {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
+	l := testutil.ServeTCP(tb, func(c net.Conn) { io.Copy(c, c) })
 	return netip.MustParseAddrPort(l.Addr().String())
 }
 

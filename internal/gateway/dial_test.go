@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/standin/standin/internal/policy"
+	"github.com/standin/standin/internal/testutil"
 )
 
 // These tests never use the real resolver and never connect outside
@@ -91,20 +92,7 @@ func (l *dialLog) loopbackOnly(tb testing.TB) func(ctx context.Context, network,
 // connections, and returns its port.
 func listen(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	ln := testutil.ServeTCP(tb, func(net.Conn) {})
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 

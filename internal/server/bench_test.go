@@ -3,17 +3,10 @@ package server
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +21,7 @@ import (
 	"time"
 
 	"github.com/standin/standin/client"
+	"github.com/standin/standin/internal/testutil"
 )
 
 // Benchmarks of real sandboxes (issue 4): they need root and bin/runsc,
@@ -63,39 +57,24 @@ const (
 // writing 1 MiB at a time.
 func benchRawServer(tb testing.TB) net.Listener {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				cmd := make([]byte, 1)
-				if _, err := io.ReadFull(c, cmd); err != nil {
+	return testutil.ServeTCP(tb, func(c net.Conn) {
+		cmd := make([]byte, 1)
+		if _, err := io.ReadFull(c, cmd); err != nil {
+			return
+		}
+		buf := make([]byte, 1<<20)
+		switch cmd[0] {
+		case bulkDown:
+			for n := 0; n < benchBodySize; n += len(buf) {
+				if _, err := c.Write(buf); err != nil {
 					return
 				}
-				buf := make([]byte, 1<<20)
-				switch cmd[0] {
-				case bulkDown:
-					for n := 0; n < benchBodySize; n += len(buf) {
-						if _, err := c.Write(buf); err != nil {
-							return
-						}
-					}
-				case bulkUp:
-					n, _ := io.CopyBuffer(io.Discard, struct{ io.Reader }{c}, buf)
-					fmt.Fprintf(c, "%d", n)
-				}
-			}()
+			}
+		case bulkUp:
+			n, _ := io.CopyBuffer(io.Discard, struct{ io.Reader }{c}, buf)
+			fmt.Fprintf(c, "%d", n)
 		}
-	}()
-	return ln
+	})
 }
 
 // benchUpstream is a fake provider on loopback for both names: GET /big
@@ -119,37 +98,12 @@ func benchUpstream(tb testing.TB) (srv *httptest.Server, caFile string) {
 			http.NotFound(w, r)
 		}
 	}))
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench corp CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: benchSecretHost},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames:    []string{benchSecretHost, benchPlainHost},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	ca, cert := testutil.UpstreamCert(tb, []string{benchSecretHost, benchPlainHost})
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	srv.StartTLS()
 	tb.Cleanup(srv.Close)
 	// The gateway verifies the upstream against this CA.
-	caFile = filepath.Join(tb.TempDir(), "bench-ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	return srv, caFile
+	return srv, testutil.WriteCA(tb, ca)
 }
 
 // benchEnv is a server with runtime gvisor, the explicit proxy on a free
@@ -164,20 +118,13 @@ type benchEnv struct {
 
 func newBenchEnv(b *testing.B) *benchEnv {
 	b.Helper()
-	if os.Geteuid() != 0 {
-		b.Fatal("these benchmarks run sandboxes, which needs root")
-	}
+	cfg := sandboxConfig(b)
 	up, caFile := benchUpstream(b)
-	cfg := DefaultConfig()
-	cfg.DataDir = visibleDataDir(b)
-	cfg.Listen = "off"
 	cfg.Gateway.Listen = "127.0.0.1:0"
 	addr := up.Listener.Addr().String()
 	raw := benchRawServer(b)
 	cfg.Gateway.Hosts = map[string]string{benchSecretHost: addr, benchPlainHost: addr, benchRawHost: raw.Addr().String()}
-	cfg.Gateway.DialGuard = []string{"127.0.0.0/8"}
 	cfg.Gateway.UpstreamCAFile = caFile
-	cfg.RunscPath = runscBin(b)
 	cfg.Runtime = benchRuntime()
 	return &benchEnv{c: startServer(b, cfg), cfg: cfg, up: up, raw: raw}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/standin/standin/internal/sandbox"
 	"github.com/standin/standin/internal/sandbox/netns"
 	"github.com/standin/standin/internal/store"
+	"github.com/standin/standin/internal/testutil"
 )
 
 // waitUntil polls cond until it holds; it fails the test after a minute.
@@ -36,7 +37,7 @@ func waitUntil(tb testing.TB, what string, cond func() bool) {
 func TestPool(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
-	cfg.RunscPath = runscBin(t)
+	cfg.RunscPath = testutil.RunscBin(t)
 	rt, err := newRuntime(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +103,7 @@ func TestPool(t *testing.T) {
 			t.Errorf("namespace of %s left after shutdown", inst)
 		}
 	}
-	if procs := runscProcs(t, runtimeStateDir(cfg.DataDir)); len(procs) != 0 {
+	if procs := testutil.RunscProcs(t, runtimeStateDir(cfg.DataDir)); len(procs) != 0 {
 		t.Errorf("runsc processes after shutdown:\n%s", strings.Join(procs, "\n"))
 	}
 }
@@ -122,15 +123,7 @@ func benchRuntime() string {
 // it waits (untimed) for the pool to refill, as a server with a pool sized
 // for its create rate would be.
 func BenchmarkSandboxLifecyclePool(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Fatal("this benchmark runs sandboxes, which needs root")
-	}
-	cfg := DefaultConfig()
-	cfg.DataDir = visibleDataDir(b)
-	cfg.Listen = "off"
-	cfg.Gateway.Listen = "off"
-	cfg.Gateway.DialGuard = []string{"127.0.0.0/8"}
-	cfg.RunscPath = runscBin(b)
+	cfg := sandboxConfig(b)
 	cfg.Runtime = benchRuntime()
 	cfg.Pool = 1
 	runc := make(chan *runner, 1)

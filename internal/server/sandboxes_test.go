@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
@@ -25,9 +24,6 @@ import (
 
 // These tests run real sandboxes: they need root and bin/runsc (`make
 // runsc`, which `make test` runs). CI runs as root.
-
-// runscBin is bin/runsc at the root of the repository.
-var runscBin = testutil.RunscBin
 
 // corpUpstream is a fake provider at api.corp.test on loopback that records
 // the Authorization header of each request and echoes it back.
@@ -51,10 +47,7 @@ func newCorpUpstream(tb testing.TB) *corpUpstream {
 	u.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	u.srv.StartTLS()
 	tb.Cleanup(u.srv.Close)
-	u.caFile = filepath.Join(tb.TempDir(), "corp-ca.pem")
-	if err := os.WriteFile(u.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), 0o644); err != nil {
-		tb.Fatal(err)
-	}
+	u.caFile = testutil.WriteCA(tb, ca)
 	return u
 }
 
@@ -89,7 +82,7 @@ func sandboxConfig(tb testing.TB) Config {
 	cfg.Listen = "off"
 	cfg.Gateway.Listen = "off"
 	cfg.Gateway.DialGuard = []string{"127.0.0.0/8"}
-	cfg.RunscPath = runscBin(tb)
+	cfg.RunscPath = testutil.RunscBin(tb)
 	return cfg
 }
 
@@ -171,9 +164,6 @@ func execIn(tb testing.TB, c *client.Client, name string, req client.ExecRequest
 	}
 	return execResult{stdout.String(), stderr.String(), code}
 }
-
-// runscProcs returns host processes whose command line names root.
-var runscProcs = testutil.RunscProcs
 
 // TestSandboxEndToEnd runs a real sandbox through the API: its command sees
 // the stand-in, curl's request reaches the fake provider with the real
@@ -279,7 +269,7 @@ func testSandboxEndToEnd(t *testing.T, runtime string) {
 	if err != nil || len(names) != 0 {
 		t.Errorf("network namespaces after delete = %q, %v; want none", names, err)
 	}
-	if procs := runscProcs(t, runtimeStateDir(cfg.DataDir)); len(procs) != 0 {
+	if procs := testutil.RunscProcs(t, runtimeStateDir(cfg.DataDir)); len(procs) != 0 {
 		t.Errorf("runsc processes after delete:\n%s", strings.Join(procs, "\n"))
 	}
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "sandboxes", sb.ID)); !errors.Is(err, os.ErrNotExist) {
@@ -307,7 +297,7 @@ func TestShutdownStopsSandboxes(t *testing.T) {
 	if names, err := netns.List(nsName(sb.ID)); err != nil || len(names) != 0 {
 		t.Errorf("network namespaces after shutdown = %q, %v; want none", names, err)
 	}
-	if procs := runscProcs(t, runtimeStateDir(cfg.DataDir)); len(procs) != 0 {
+	if procs := testutil.RunscProcs(t, runtimeStateDir(cfg.DataDir)); len(procs) != 0 {
 		t.Errorf("runsc processes after shutdown:\n%s", strings.Join(procs, "\n"))
 	}
 

@@ -3,9 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/standin/standin/internal/testutil"
 )
 
 func BenchmarkCreateBinding(b *testing.B) {
@@ -64,7 +64,7 @@ func BenchmarkAppendActivity(b *testing.B) {
 						UpstreamStatus: 200, Latency: 1234567, BytesIn: 512, BytesOut: 4096, Outcome: "swapped"}
 				}
 				b.ReportAllocs()
-				cpu0 := cpuTime(b)
+				cpu0 := testutil.CPUTime(b)
 				for b.Loop() {
 					if err := impl.append(s, ctx, recs); err != nil {
 						b.Fatal(err)
@@ -72,20 +72,10 @@ func BenchmarkAppendActivity(b *testing.B) {
 				}
 				n := float64(b.N * size)
 				b.ReportMetric(n/b.Elapsed().Seconds(), "recs/s")
-				b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/n, "cpu-ns/rec")
+				b.ReportMetric(float64((testutil.CPUTime(b)-cpu0).Nanoseconds())/n, "cpu-ns/rec")
 			})
 		}
 	}
-}
-
-// cpuTime is the CPU time the process has used, user and system.
-func cpuTime(tb testing.TB) time.Duration {
-	tb.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatalf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // appendActivityOneByOne is AppendActivity as it was before issue 3: the

@@ -265,11 +265,6 @@ func fromNanos(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// scanner is *sql.Row or *sql.Rows.
-type scanner interface {
-	Scan(dest ...any) error
-}
-
 // GetMeta returns a plain (unsealed) meta value.
 func (s *SQLite) GetMeta(ctx context.Context, key string) ([]byte, error) {
 	return s.getMeta(ctx, key, false)
@@ -325,22 +320,13 @@ func (s *SQLite) putMeta(ctx context.Context, key string, val []byte, sealed boo
 // KeyIDs lists, sorted, the distinct non-empty master key ids of secrets
 // and sealed meta values.
 func (s *SQLite) KeyIDs(ctx context.Context) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT key_id FROM secrets WHERE key_id != ''
+	ids, err := queryAll(ctx, s.r, func(sc scanner) (id string, err error) {
+		err = sc.Scan(&id)
+		return id, err
+	}, `SELECT key_id FROM secrets WHERE key_id != ''
 		UNION SELECT key_id FROM meta WHERE sealed = 1 AND key_id != ''
 		ORDER BY 1`)
 	if err != nil {
-		return nil, fmt.Errorf("list key ids: %w", err)
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("list key ids: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list key ids: %w", err)
 	}
 	return ids, nil
@@ -363,20 +349,10 @@ func (s *SQLite) Rewrap(ctx context.Context, fn func(sealed []byte) (newSealed [
 	}
 	// Read everything first: the rows are rewritten while we go.
 	read := func(query string) ([]blob, error) {
-		rows, err := tx.QueryContext(ctx, query)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		var bs []blob
-		for rows.Next() {
-			var b blob
-			if err := rows.Scan(&b.key, &b.label, &b.sealed); err != nil {
-				return nil, err
-			}
-			bs = append(bs, b)
-		}
-		return bs, rows.Err()
+		return queryAll(ctx, tx, func(sc scanner) (b blob, err error) {
+			err = sc.Scan(&b.key, &b.label, &b.sealed)
+			return b, err
+		}, query)
 	}
 	secrets, err := read(`SELECT id, name, sealed FROM secrets ORDER BY id`)
 	if err != nil {

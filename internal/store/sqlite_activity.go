@@ -187,40 +187,32 @@ func (s *SQLite) ListActivity(ctx context.Context, q ActivityQuery) ([]Activity,
 	query += ` ORDER BY ` + order + ` LIMIT ?`
 	args = append(args, limit)
 
-	rows, err := s.r.QueryContext(ctx, query, args...)
+	out, err := queryAll(ctx, s.r, scanActivity, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list activity: %w", err)
-	}
-	defer rows.Close()
-	var out []Activity
-	for rows.Next() {
-		var (
-			a            Activity
-			t, latencyNS int64
-		)
-		if err := rows.Scan(&a.ID, &t, &a.SecretID, &a.SecretName, &a.SandboxID, &a.SandboxName,
-			&a.Method, &a.Host, &a.Path, &a.Status, &a.UpstreamStatus, &latencyNS, &a.BytesIn, &a.BytesOut,
-			&a.Outcome, &a.Reason); err != nil {
-			return nil, fmt.Errorf("list activity: %w", err)
-		}
-		a.Time = fromNanos(t)
-		a.Latency = time.Duration(latencyNS)
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list activity: %w", err)
 	}
 	return out, nil
 }
 
+func scanActivity(sc scanner) (Activity, error) {
+	var (
+		a            Activity
+		t, latencyNS int64
+	)
+	if err := sc.Scan(&a.ID, &t, &a.SecretID, &a.SecretName, &a.SandboxID, &a.SandboxName,
+		&a.Method, &a.Host, &a.Path, &a.Status, &a.UpstreamStatus, &latencyNS, &a.BytesIn, &a.BytesOut,
+		&a.Outcome, &a.Reason); err != nil {
+		return Activity{}, err
+	}
+	a.Time = fromNanos(t)
+	a.Latency = time.Duration(latencyNS)
+	return a, nil
+}
+
 // PruneActivity deletes records older than before (retention) and returns
 // how many it deleted.
 func (s *SQLite) PruneActivity(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM activity WHERE time < ?`, nanos(before))
-	if err != nil {
-		return 0, fmt.Errorf("prune activity: %w", err)
-	}
-	n, err := res.RowsAffected()
+	n, err := execCount(ctx, s.w, `DELETE FROM activity WHERE time < ?`, nanos(before))
 	if err != nil {
 		return 0, fmt.Errorf("prune activity: %w", err)
 	}

@@ -148,45 +148,37 @@ func TestActivityCursorWalk(t *testing.T) {
 		}
 	}
 
-	// Backwards with Before.
-	var back []int64
-	q := ActivityQuery{SecretID: "sec_gh", Limit: 7}
-	for {
-		page, err := s.ListActivity(ctx, q)
-		if err != nil {
-			t.Fatal(err)
+	// walk pages through the records from q until a page is empty, moving
+	// the cursor with next, and returns the ids in the order seen.
+	walk := func(q ActivityQuery, next func(q *ActivityQuery, last int64)) []int64 {
+		t.Helper()
+		var ids []int64
+		for {
+			page, err := s.ListActivity(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				return ids
+			}
+			for _, a := range page {
+				ids = append(ids, a.ID)
+			}
+			next(&q, page[len(page)-1].ID)
 		}
-		if len(page) == 0 {
-			break
-		}
-		for _, a := range page {
-			back = append(back, a.ID)
-		}
-		q.Before = page[len(page)-1].ID
 	}
+
+	// Backwards with Before.
+	back := walk(ActivityQuery{SecretID: "sec_gh", Limit: 7}, func(q *ActivityQuery, last int64) { q.Before = last })
 	slices.Reverse(back)
 	if diff := cmp.Diff(want, back); diff != "" {
 		t.Errorf("Before walk mismatch (-want +got):\n%s", diff)
 	}
 
 	// Forwards with After (follow mode), starting from the oldest.
-	var fwd []int64
 	// Record 0 belongs to "oa", so the oldest "gh" id is at least 2 and
 	// After stays > 0 (0 would mean newest first).
-	q = ActivityQuery{SecretID: "sec_gh", Limit: 9, After: want[0] - 1}
-	for {
-		page, err := s.ListActivity(ctx, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		for _, a := range page {
-			fwd = append(fwd, a.ID)
-		}
-		q.After = page[len(page)-1].ID
-	}
+	fwd := walk(ActivityQuery{SecretID: "sec_gh", Limit: 9, After: want[0] - 1}, func(q *ActivityQuery, last int64) { q.After = last })
 	if diff := cmp.Diff(want, fwd); diff != "" {
 		t.Errorf("After walk mismatch (-want +got):\n%s", diff)
 	}

@@ -13,25 +13,20 @@ import (
 
 const sandboxColumns = `id, name, state, network, created_at`
 
-func scanSandbox(sc scanner) (*Sandbox, error) {
+func scanSandbox(sc scanner) (Sandbox, error) {
 	var (
 		sb      Sandbox
 		network string
 		created int64
 	)
 	if err := sc.Scan(&sb.ID, &sb.Name, &sb.State, &network, &created); err != nil {
-		return nil, err
+		return Sandbox{}, err
 	}
 	if err := json.Unmarshal([]byte(network), &sb.Network); err != nil {
-		return nil, fmt.Errorf("decode network of sandbox %q: %w", sb.Name, err)
+		return Sandbox{}, fmt.Errorf("decode network of sandbox %q: %w", sb.Name, err)
 	}
 	sb.CreatedAt = fromNanos(created)
-	return &sb, nil
-}
-
-// execer is *sql.DB or *sql.Tx.
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	return sb, nil
 }
 
 // CreateSandbox stores sb and bs in one transaction. A binding with an
@@ -81,44 +76,20 @@ func (s *SQLite) CreateSandbox(ctx context.Context, sb *Sandbox, bs []Binding) e
 
 // GetSandbox returns the sandbox called name.
 func (s *SQLite) GetSandbox(ctx context.Context, name string) (*Sandbox, error) {
-	sb, err := scanSandbox(s.r.QueryRowContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE name = ?`, name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("sandbox %q: %w", name, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get sandbox %q: %w", name, err)
-	}
-	return sb, nil
+	row := s.r.QueryRowContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE name = ?`, name)
+	return getRow(row, scanSandbox, "sandbox", name)
 }
 
 // GetSandboxByID returns the sandbox with id.
 func (s *SQLite) GetSandboxByID(ctx context.Context, id string) (*Sandbox, error) {
-	sb, err := scanSandbox(s.r.QueryRowContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("sandbox id %q: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get sandbox id %q: %w", id, err)
-	}
-	return sb, nil
+	row := s.r.QueryRowContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes WHERE id = ?`, id)
+	return getRow(row, scanSandbox, "sandbox id", id)
 }
 
 // ListSandboxes returns all sandboxes ordered by name.
 func (s *SQLite) ListSandboxes(ctx context.Context) ([]Sandbox, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+sandboxColumns+` FROM sandboxes ORDER BY name`)
+	out, err := queryAll(ctx, s.r, scanSandbox, `SELECT `+sandboxColumns+` FROM sandboxes ORDER BY name`)
 	if err != nil {
-		return nil, fmt.Errorf("list sandboxes: %w", err)
-	}
-	defer rows.Close()
-	var out []Sandbox
-	for rows.Next() {
-		sb, err := scanSandbox(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list sandboxes: %w", err)
-		}
-		out = append(out, *sb)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list sandboxes: %w", err)
 	}
 	return out, nil
@@ -147,11 +118,7 @@ func (s *SQLite) DeleteSandbox(ctx context.Context, id string) error {
 // updateSandbox runs a one-row statement on sandbox id; no row is
 // ErrNotFound.
 func (s *SQLite) updateSandbox(ctx context.Context, id, what, query string, args ...any) error {
-	res, err := s.w.ExecContext(ctx, query, args...)
-	if err != nil {
-		return fmt.Errorf("%s sandbox id %q: %w", what, id, err)
-	}
-	n, err := res.RowsAffected()
+	n, err := execCount(ctx, s.w, query, args...)
 	if err != nil {
 		return fmt.Errorf("%s sandbox id %q: %w", what, id, err)
 	}
@@ -207,11 +174,7 @@ func (s *SQLite) DeleteBinding(ctx context.Context, sandboxID, envVar string) er
 		nanos(time.Now()), sandboxID, envVar); err != nil {
 		return fmt.Errorf("delete binding %q of sandbox id %q: remember revoked: %w", envVar, sandboxID, err)
 	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM bindings WHERE sandbox_id = ? AND env_var = ?`, sandboxID, envVar)
-	if err != nil {
-		return fmt.Errorf("delete binding %q of sandbox id %q: %w", envVar, sandboxID, err)
-	}
-	n, err := res.RowsAffected()
+	n, err := execCount(ctx, tx, `DELETE FROM bindings WHERE sandbox_id = ? AND env_var = ?`, sandboxID, envVar)
 	if err != nil {
 		return fmt.Errorf("delete binding %q of sandbox id %q: %w", envVar, sandboxID, err)
 	}
@@ -234,29 +197,27 @@ const insertRevoked = `INSERT OR REPLACE INTO revoked_bindings
 
 // ListRevoked returns every remembered revoked binding.
 func (s *SQLite) ListRevoked(ctx context.Context) ([]Revoked, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT standin_hash, sandbox_id, secret_id, secret_name, hosts, shape, revoked_at FROM revoked_bindings`)
+	out, err := queryAll(ctx, s.r, scanRevoked, `SELECT standin_hash, sandbox_id, secret_id, secret_name, hosts, shape, revoked_at FROM revoked_bindings`)
 	if err != nil {
 		return nil, fmt.Errorf("list revoked bindings: %w", err)
 	}
-	defer rows.Close()
-	var out []Revoked
-	for rows.Next() {
-		var r Revoked
-		var hosts string
-		var at int64
-		if err := rows.Scan(&r.StandInHash, &r.SandboxID, &r.SecretID, &r.SecretName, &hosts, &r.Shape, &at); err != nil {
-			return nil, fmt.Errorf("list revoked bindings: %w", err)
-		}
-		if err := json.Unmarshal([]byte(hosts), &r.Hosts); err != nil {
-			return nil, fmt.Errorf("list revoked bindings: hosts: %w", err)
-		}
-		r.RevokedAt = fromNanos(at)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list revoked bindings: %w", err)
-	}
 	return out, nil
+}
+
+func scanRevoked(sc scanner) (Revoked, error) {
+	var (
+		r     Revoked
+		hosts string
+		at    int64
+	)
+	if err := sc.Scan(&r.StandInHash, &r.SandboxID, &r.SecretID, &r.SecretName, &hosts, &r.Shape, &at); err != nil {
+		return Revoked{}, err
+	}
+	if err := json.Unmarshal([]byte(hosts), &r.Hosts); err != nil {
+		return Revoked{}, fmt.Errorf("hosts: %w", err)
+	}
+	r.RevokedAt = fromNanos(at)
+	return r, nil
 }
 
 const bindingSelect = `SELECT b.id, b.sandbox_id, b.env_var, b.secret_id, b.shape, b.attempt, b.standin_hash, b.created_at,
@@ -265,17 +226,17 @@ const bindingSelect = `SELECT b.id, b.sandbox_id, b.env_var, b.secret_id, b.shap
 	JOIN sandboxes sb ON sb.id = b.sandbox_id
 	JOIN secrets se ON se.id = b.secret_id`
 
-func scanBinding(sc scanner) (*Binding, error) {
+func scanBinding(sc scanner) (Binding, error) {
 	var (
 		b       Binding
 		created int64
 	)
 	if err := sc.Scan(&b.ID, &b.SandboxID, &b.EnvVar, &b.SecretID, &b.Shape, &b.Attempt, &b.StandInHash, &created,
 		&b.SandboxName, &b.SecretName); err != nil {
-		return nil, err
+		return Binding{}, err
 	}
 	b.CreatedAt = fromNanos(created)
-	return &b, nil
+	return b, nil
 }
 
 // ListBindings returns the bindings of a sandbox or of a secret (both set:
@@ -296,20 +257,8 @@ func (s *SQLite) ListBindings(ctx context.Context, sandboxID, secretID string) (
 		args = append(args, secretID)
 	}
 	query += ` ORDER BY sb.name, b.env_var`
-	rows, err := s.r.QueryContext(ctx, query, args...)
+	out, err := queryAll(ctx, s.r, scanBinding, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list bindings: %w", err)
-	}
-	defer rows.Close()
-	var out []Binding
-	for rows.Next() {
-		b, err := scanBinding(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list bindings: %w", err)
-		}
-		out = append(out, *b)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list bindings: %w", err)
 	}
 	return out, nil
@@ -328,5 +277,5 @@ func (s *SQLite) BindingByHash(ctx context.Context, hash []byte) (*Binding, erro
 	if err != nil {
 		return nil, fmt.Errorf("binding by stand-in hash: %w", err)
 	}
-	return b, nil
+	return &b, nil
 }

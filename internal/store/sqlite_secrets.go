@@ -11,7 +11,7 @@ import (
 
 const secretColumns = `id, name, provider, description, hosts, shape, version, key_id, sealed, fingerprint, created_at, rotated_at`
 
-func scanSecret(sc scanner) (*Secret, error) {
+func scanSecret(sc scanner) (Secret, error) {
 	var (
 		sec              Secret
 		hosts            string
@@ -19,14 +19,14 @@ func scanSecret(sc scanner) (*Secret, error) {
 	)
 	if err := sc.Scan(&sec.ID, &sec.Name, &sec.Provider, &sec.Description, &hosts, &sec.Shape,
 		&sec.Version, &sec.KeyID, &sec.Sealed, &sec.Fingerprint, &created, &rotated); err != nil {
-		return nil, err
+		return Secret{}, err
 	}
 	if err := json.Unmarshal([]byte(hosts), &sec.Hosts); err != nil {
-		return nil, fmt.Errorf("decode hosts of secret %q: %w", sec.Name, err)
+		return Secret{}, fmt.Errorf("decode hosts of secret %q: %w", sec.Name, err)
 	}
 	sec.CreatedAt = fromNanos(created)
 	sec.RotatedAt = fromNanos(rotated)
-	return &sec, nil
+	return sec, nil
 }
 
 // CreateSecret stores sec. ErrConflict if its name or id is taken.
@@ -58,44 +58,20 @@ func (s *SQLite) CreateSecret(ctx context.Context, sec *Secret) error {
 
 // GetSecret returns the secret called name.
 func (s *SQLite) GetSecret(ctx context.Context, name string) (*Secret, error) {
-	sec, err := scanSecret(s.r.QueryRowContext(ctx, `SELECT `+secretColumns+` FROM secrets WHERE name = ?`, name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("secret %q: %w", name, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get secret %q: %w", name, err)
-	}
-	return sec, nil
+	row := s.r.QueryRowContext(ctx, `SELECT `+secretColumns+` FROM secrets WHERE name = ?`, name)
+	return getRow(row, scanSecret, "secret", name)
 }
 
 // GetSecretByID returns the secret with id.
 func (s *SQLite) GetSecretByID(ctx context.Context, id string) (*Secret, error) {
-	sec, err := scanSecret(s.r.QueryRowContext(ctx, `SELECT `+secretColumns+` FROM secrets WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("secret id %q: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get secret id %q: %w", id, err)
-	}
-	return sec, nil
+	row := s.r.QueryRowContext(ctx, `SELECT `+secretColumns+` FROM secrets WHERE id = ?`, id)
+	return getRow(row, scanSecret, "secret id", id)
 }
 
 // ListSecrets returns all secrets ordered by name.
 func (s *SQLite) ListSecrets(ctx context.Context) ([]Secret, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+secretColumns+` FROM secrets ORDER BY name`)
+	out, err := queryAll(ctx, s.r, scanSecret, `SELECT `+secretColumns+` FROM secrets ORDER BY name`)
 	if err != nil {
-		return nil, fmt.Errorf("list secrets: %w", err)
-	}
-	defer rows.Close()
-	var out []Secret
-	for rows.Next() {
-		sec, err := scanSecret(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list secrets: %w", err)
-		}
-		out = append(out, *sec)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list secrets: %w", err)
 	}
 	return out, nil
@@ -115,14 +91,10 @@ func (s *SQLite) RotateSecret(ctx context.Context, sec *Secret) error {
 	if sealed == nil {
 		sealed = []byte{}
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE secrets
+	n, err := execCount(ctx, s.w, `UPDATE secrets
 		SET sealed = ?, key_id = ?, fingerprint = ?, shape = COALESCE(?, shape), version = ?, rotated_at = ?
 		WHERE id = ? AND version = ?`,
 		sealed, sec.KeyID, sec.Fingerprint, shape, sec.Version, nanos(sec.RotatedAt), sec.ID, sec.Version-1)
-	if err != nil {
-		return fmt.Errorf("rotate secret id %q: %w", sec.ID, err)
-	}
-	n, err := res.RowsAffected()
 	if err != nil {
 		return fmt.Errorf("rotate secret id %q: %w", sec.ID, err)
 	}
@@ -152,11 +124,7 @@ func (s *SQLite) DeleteSecret(ctx context.Context, id string) error {
 	if _, err := tx.ExecContext(ctx, insertRevoked+` WHERE b.secret_id = ?`, nanos(time.Now()), id); err != nil {
 		return fmt.Errorf("delete secret id %q: remember revoked bindings: %w", id, err)
 	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM secrets WHERE id = ?`, id)
-	if err != nil {
-		return fmt.Errorf("delete secret id %q: %w", id, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
+	if n, err := execCount(ctx, tx, `DELETE FROM secrets WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("delete secret id %q: %w", id, err)
 	} else if n == 0 {
 		return fmt.Errorf("secret id %q: %w", id, ErrNotFound)

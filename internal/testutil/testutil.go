@@ -1,7 +1,8 @@
 // Package testutil holds the few helpers that the tests of several packages
-// share: a goroutine-safe output buffer, a fake provider's certificate, and
-// the runsc binary the sandbox tests run and the processes it leaves. Only
-// tests import it.
+// share: a goroutine-safe output buffer, a loopback TCP server, a fake
+// provider's certificate, the process's CPU time, the network interfaces of
+// a namespace, and the runsc binary the sandbox tests run and the host
+// processes they leave. Only tests import it.
 package testutil
 
 import (
@@ -12,14 +13,18 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -42,6 +47,42 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// CPUTime is the CPU time the process has used, user and system, for
+// benchmarks that report CPU per operation.
+func CPUTime(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// ServeTCP listens on a free port of 127.0.0.1 and runs handle for each
+// connection in a goroutine of its own, closing the connection when handle
+// returns. The listener closes when the test ends.
+func ServeTCP(tb testing.TB, handle func(net.Conn)) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln
 }
 
 // UpstreamCAName is the common name of the CA that UpstreamCert makes, for
@@ -87,9 +128,46 @@ func UpstreamCert(tb testing.TB, names []string, ips ...net.IP) (ca *x509.Certif
 	return ca, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
+// WriteCA writes ca as PEM to a file under tb.TempDir() and returns its
+// path, for a config that takes the CA to verify an upstream with.
+func WriteCA(tb testing.TB, ca *x509.Certificate) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "upstream-ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// NetInterfaces lists, sorted, the network interfaces of the calling
+// thread's network namespace (run it inside netns.Do).
+func NetInterfaces() ([]string, error) {
+	b, err := os.ReadFile("/proc/thread-self/net/dev")
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	// Two header lines, then "  name: counters" a line.
+	for _, line := range strings.Split(string(b), "\n")[2:] {
+		if name, _, ok := strings.Cut(line, ":"); ok {
+			names = append(names, strings.TrimSpace(name))
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
 // RunscProcs lists the host processes whose command line contains root
 // (a runtime's state directory), as "PID: command line".
 func RunscProcs(tb testing.TB, root string) []string {
+	tb.Helper()
+	return Processes(tb, func(_, cmdline string) bool { return strings.Contains(cmdline, root) })
+}
+
+// Processes returns the host's processes that keep accepts, given their
+// pid and command line (arguments joined by spaces; empty for a zombie), as
+// "PID: command line".
+func Processes(tb testing.TB, keep func(pid, cmdline string) bool) []string {
 	tb.Helper()
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -97,11 +175,15 @@ func RunscProcs(tb testing.TB, root string) []string {
 	}
 	var procs []string
 	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue // not a process
+		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		if err != nil {
-			continue // not a process, or gone
+			continue // gone
 		}
-		if cmdline := strings.ReplaceAll(string(b), "\x00", " "); strings.Contains(cmdline, root) {
+		cmdline := strings.TrimSuffix(strings.ReplaceAll(string(b), "\x00", " "), " ")
+		if keep(e.Name(), cmdline) {
 			procs = append(procs, e.Name()+": "+cmdline)
 		}
 	}

@@ -10,11 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/standin/standin/internal/sandbox"
+	"github.com/standin/standin/internal/testutil"
 )
 
 // The tests run the agent as a child process: this test binary, started
@@ -57,7 +57,7 @@ type result struct {
 
 func run(tb testing.TB, c *Client, s Spec) (result, error) {
 	tb.Helper()
-	var out, errb syncBuffer
+	var out, errb testutil.SyncBuffer
 	if s.Stdout == nil {
 		s.Stdout = &out
 	}
@@ -74,23 +74,6 @@ func run(tb testing.TB, c *Client, s Spec) (result, error) {
 	defer cancel()
 	code, err := c.Exec(ctx, s)
 	return result{code, out.String(), errb.String()}, err
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestExec(t *testing.T) {
@@ -120,7 +103,7 @@ func TestExec(t *testing.T) {
 
 func TestCombinedKeepsOrder(t *testing.T) {
 	c, _ := startAgent(t)
-	var both syncBuffer
+	var both testutil.SyncBuffer
 	got, err := run(t, c, Spec{Args: []string{"sh", "-c", "echo 1; echo 2 >&2; echo 3; echo 4 >&2"}, Stdout: &both, Stderr: &both})
 	if err != nil || got.code != 0 || both.String() != "1\n2\n3\n4\n" {
 		t.Errorf("combined output = %q (%+v, %v), want 1..4 in order", both.String(), got, err)
@@ -200,7 +183,7 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 	c, _ := startAgent(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	errc := make(chan error, 1)
 	go func() {
 		_, err := c.Exec(ctx, Spec{Args: []string{"sh", "-c", "sleep 300 & echo $! > " + dir + "/bg; echo started; wait"},
@@ -241,7 +224,7 @@ func TestTTY(t *testing.T) {
 	// The command waits for the new size itself: no timing involved.
 	resize := make(chan sandbox.WindowSize, 1)
 	resize <- sandbox.WindowSize{Rows: 50, Cols: 132}
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	code, err := c.Exec(context.Background(), Spec{Args: []string{"sh", "-c", `while [ "$(stty size)" != "50 132" ]; do sleep 0.05; done; echo resized`},
 		Env: testEnv, Dir: "/", TTY: true, Stdout: &out, Resize: resize})
 	if err != nil || code != 0 || !strings.Contains(out.String(), "resized") {

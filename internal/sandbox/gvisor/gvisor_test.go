@@ -17,6 +17,7 @@ import (
 	"github.com/standin/standin/internal/sandbox"
 	"github.com/standin/standin/internal/sandbox/agent"
 	"github.com/standin/standin/internal/sandbox/sandboxtest"
+	"github.com/standin/standin/internal/testutil"
 )
 
 // The promises every runtime keeps; what follows is gVisor's own.
@@ -63,13 +64,13 @@ func TestConformance(t *testing.T) {
 func TestCleanup(t *testing.T) {
 	t.Parallel()
 	state := t.TempDir()
-	old, err := New(Config{Runsc: runscBin(t), StateDir: state})
+	old, err := New(Config{Runsc: testutil.RunscBin(t), StateDir: state})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stale := sandboxtest.Start(t, old, sandbox.Spec{})
 
-	r, err := New(Config{Runsc: runscBin(t), StateDir: state})
+	r, err := New(Config{Runsc: testutil.RunscBin(t), StateDir: state})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func TestNewErrors(t *testing.T) {
 	if !errors.Is(err, sandbox.ErrUnavailable) || !strings.Contains(err.Error(), "make runsc") {
 		t.Errorf("New(missing runsc) = %v, want ErrUnavailable saying `make runsc`", err)
 	}
-	_, err = New(Config{Runsc: runscBin(t), StateDir: t.TempDir(), Overlay: "disk"})
+	_, err = New(Config{Runsc: testutil.RunscBin(t), StateDir: t.TempDir(), Overlay: "disk"})
 	if !errors.Is(err, sandbox.ErrInvalidSpec) {
 		t.Errorf("New(Overlay: disk) = %v, want ErrInvalidSpec", err)
 	}
@@ -157,7 +158,7 @@ func TestRunscEnvironment(t *testing.T) {
 func TestOverlayDir(t *testing.T) {
 	t.Parallel()
 	overlay := filepath.Join(t.TempDir(), "overlay")
-	r, err := New(Config{Runsc: runscBin(t), StateDir: t.TempDir(), Overlay: overlay, Logger: slog.New(slog.DiscardHandler)})
+	r, err := New(Config{Runsc: testutil.RunscBin(t), StateDir: t.TempDir(), Overlay: overlay, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/standin/standin/internal/sandbox"
-	"github.com/standin/standin/internal/sandbox/sandboxtest"
+	"github.com/standin/standin/internal/testutil"
 )
 
 // These tests run real sandboxes: they need root. Each test has its own
@@ -121,7 +121,7 @@ func nsProcs(tb testing.TB, pid int) []string {
 // /proc/PID/ns/KIND) is ns.
 func procsIn(tb testing.TB, kind, ns string) []string {
 	tb.Helper()
-	return sandboxtest.Processes(tb, func(pid, _ string) bool {
+	return testutil.Processes(tb, func(pid, _ string) bool {
 		got, err := os.Readlink(filepath.Join("/proc", pid, "ns", kind))
 		return err == nil && got == ns // else gone, or elsewhere
 	})

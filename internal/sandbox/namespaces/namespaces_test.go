@@ -29,7 +29,16 @@ func TestConformance(t *testing.T) {
 			pid, scratch := in.(*Instance).cmd.Process.Pid, in.(*Instance).rt.scratch
 			namespaces := map[string]string{}
 			for _, kind := range []string{"pid", "mnt", "net", "ipc", "uts"} {
-				ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, kind))
+				// Held open until the test ends: a freed namespace's
+				// inode number goes to the next one made (another test's
+				// sandbox, a spare), whose processes would then look
+				// like leftovers of this one.
+				f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, kind))
+				if err != nil {
+					tb.Fatalf("%s namespace of the init: %v", kind, err)
+				}
+				tb.Cleanup(func() { f.Close() })
+				ns, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
 				if err != nil {
 					tb.Fatalf("%s namespace of the init: %v", kind, err)
 				}

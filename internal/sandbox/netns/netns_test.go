@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/standin/standin/internal/testutil"
 )
 
 // These tests create real namespaces and so need root. Each namespace gets a
@@ -191,7 +193,7 @@ func TestDelete(t *testing.T) {
 
 	var links []string
 	err = Do(fmt.Sprintf("/proc/self/fd/%d", held), func() error {
-		ifs, err := netInterfaces()
+		ifs, err := testutil.NetInterfaces()
 		links = ifs
 		return err
 	})
@@ -203,27 +205,12 @@ func TestDelete(t *testing.T) {
 	}
 }
 
-// netInterfaces lists the interfaces of the calling thread's namespace.
-func netInterfaces() ([]string, error) {
-	b, err := os.ReadFile("/proc/thread-self/net/dev")
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, line := range strings.Split(string(b), "\n")[2:] {
-		if name, _, ok := strings.Cut(line, ":"); ok {
-			names = append(names, strings.TrimSpace(name))
-		}
-	}
-	return names, nil
-}
-
 func TestDoStaysInside(t *testing.T) {
 	n := create(t, Config{})
 	var inside []string
 	if err := n.Do(func() error {
 		var err error
-		inside, err = netInterfaces()
+		inside, err = testutil.NetInterfaces()
 		return err
 	}); err != nil {
 		t.Fatalf("Do: %v", err)

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/standin/standin/internal/sandbox/netns"
+	"github.com/standin/standin/internal/testutil"
 )
 
 // pyEcho connects to argv[1]:argv[2], sends argv[3], half-closes and prints
@@ -413,7 +413,7 @@ func TestCleanup(t *testing.T) {
 	var links []string
 	if err := enter(held, func() error {
 		var err error
-		links, err = interfaces()
+		links, err = testutil.NetInterfaces()
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -437,22 +437,6 @@ func TestCleanup(t *testing.T) {
 // enter runs fn in the namespace open as f.
 func enter(f *os.File, fn func() error) error {
 	return netns.Do(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), fn)
-}
-
-// interfaces lists the interfaces of the calling thread's namespace.
-func interfaces() ([]string, error) {
-	b, err := os.ReadFile("/proc/thread-self/net/dev")
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, line := range strings.Split(string(b), "\n")[2:] {
-		if name, _, ok := strings.Cut(line, ":"); ok {
-			names = append(names, strings.TrimSpace(name))
-		}
-	}
-	slices.Sort(names)
-	return names, nil
 }
 
 // openFDs returns what each open descriptor of the process refers to.

@@ -20,9 +20,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -211,32 +208,6 @@ func WriteFile(tb testing.TB, path, content string, mode os.FileMode) {
 	if err := os.Chmod(path, mode); err != nil {
 		tb.Fatal(err)
 	}
-}
-
-// Processes returns the host's processes that keep accepts, given their
-// pid and command line (arguments joined by spaces; empty for a zombie), as
-// "pid: command line".
-func Processes(tb testing.TB, keep func(pid, cmdline string) bool) []string {
-	tb.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var procs []string
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue // not a process
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue // gone
-		}
-		cmdline := strings.TrimSuffix(strings.ReplaceAll(string(b), "\x00", " "), " ")
-		if keep(e.Name(), cmdline) {
-			procs = append(procs, e.Name()+": "+cmdline)
-		}
-	}
-	return procs
 }
 
 // BenchExec measures one command's round trip in a running sandbox of r.
