@@ -3,7 +3,9 @@
 // programs precompiled, as gVisor's own Bazel build does. Built with `go
 // build`, runsc has none and builds its filter (about 2000 BPF
 // instructions, then optimized) on every sandbox start, which takes tens
-// of milliseconds; `make runsc` swaps this file in with `go build -overlay`.
+// of milliseconds. `make runsc` vendors the pinned sources into a scratch
+// directory, puts this command's output in place of the vendored file and
+// builds from there (the module cache is read-only).
 //
 // Only programs without NVProxy and TPUProxy are kept (standin uses
 // neither); a sandbox whose options match no program still works, runsc
