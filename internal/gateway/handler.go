@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -212,6 +211,16 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 	cw := &countingWriter{ResponseWriter: w, n: &st.bytesIn, scrub: scrub}
 	if r.ProtoMajor == 1 {
 		cw.batch = ci.batch
+		// By default the HTTP/1 server reads and discards what is left
+		// of the request body when the response head goes out. The
+		// upstream transport reads that body on its own goroutine, and
+		// the upstream may answer before it has all of it (gRPC, early
+		// heads): the body must go on to the upstream, and a body the
+		// server closed under the transport aborted the upstream stream
+		// and cut the sandbox's response short.
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			g.logger.Debug("enable full duplex", "error", err)
+		}
 	}
 	rp.ServeHTTP(cw, out)
 	switch {
@@ -540,4 +549,3 @@ func (t *trailerScrubber) Read(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush and Hijack.
 func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
-var _ = fmt.Sprint

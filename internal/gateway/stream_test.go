@@ -345,6 +345,79 @@ func TestStreamTrailers(t *testing.T) {
 	assertNoValue(t, real, "the log", []byte(rig.logs.String()))
 }
 
+// TestStreamBodyAfterResponse: the upstream answers before it reads the
+// request body (gRPC bidirectional streaming, or a server that sends its
+// head early), and the sandbox sends the body only once the answer has
+// begun. Over HTTP/1 the Go server consumes and discards an unread request
+// body when the response head is written; the gateway must not let it, or
+// the body never reaches the upstream: here the gateway would wait for a
+// body the client only sends after the head. On a loaded machine the same
+// discard raced the upstream transport reading the body and cut responses
+// short (TestStreamTrailers, "unexpected EOF").
+func TestStreamBodyAfterResponse(t *testing.T) {
+	const real = "sk-duplex-REALVALUE-0123456789abcdef"
+	rig := newRig(t)
+	tok := rig.ownSandbox("sb", real)
+	port := rig.ownUpstream(true, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !checkBearer(w, r, real) {
+			return
+		}
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.Header().Set("Content-Type", "application/grpc")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "ready;")
+		http.NewResponseController(w).Flush()
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("upstream: read body: %v", err)
+			return
+		}
+		fmt.Fprintf(w, "got %s", body)
+		w.Header().Set("Grpc-Status", "0")
+	}))
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) {
+			c := rig.httpClient("sb", h2)
+			pr, pw := io.Pipe()
+			gotHead := make(chan struct{})
+			go func() {
+				select {
+				case <-gotHead:
+				case <-time.After(handshakeGuard):
+					t.Errorf("no response head before the request body: the gateway waited for the body")
+					pw.CloseWithError(fmt.Errorf("no response head"))
+					return
+				}
+				io.WriteString(pw, "ping")
+				pw.Close()
+			}()
+			req := newReq(t, http.MethodPost, "https://"+ownHost+":"+port+"/pkg.Service/Chat", pr)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			req.Header.Set("Content-Type", "application/grpc")
+			req.Header.Set("TE", "trailers")
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			close(gotHead)
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("read body: %v", err)
+			}
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if got, want := string(body), "ready;got ping"; got != want {
+				t.Errorf("body %q, want %q", got, want)
+			}
+			if got := resp.Trailer.Get("Grpc-Status"); got != "0" {
+				t.Errorf("trailer Grpc-Status = %q, want %q (trailers %v)", got, "0", resp.Trailer)
+			}
+		})
+	}
+}
+
 // tunnel opens a CONNECT tunnel to target through the rig's explicit proxy
 // as sandbox, the way a client library does before its TLS handshake.
 func (r *rig) tunnel(tb testing.TB, sandbox, target string) net.Conn {
