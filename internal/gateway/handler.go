@@ -548,4 +548,3 @@ func (t *trailerScrubber) Read(p []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach Flush and Hijack.
 func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
-
