@@ -278,7 +278,10 @@ func (o *runner) Start(ctx context.Context, sb *store.Sandbox) (err error) {
 	var r *running
 	select {
 	case r = <-o.pool:
-		o.wakePool()
+		// Refill a moment later: starting a sandbox takes most of a
+		// CPU for a while, which the new owner's first commands would
+		// compete with on a small machine.
+		time.AfterFunc(poolRefillDelay, o.wakePool)
 	default:
 	}
 	defer func() {
@@ -414,6 +417,10 @@ func (o *runner) wakePool() {
 	default:
 	}
 }
+
+// poolRefillDelay is how long after a sandbox is taken from the pool the
+// pool starts replacing it.
+const poolRefillDelay = time.Second
 
 // poolRetry is how long fillPool waits after a failed start.
 const poolRetry = 10 * time.Second
