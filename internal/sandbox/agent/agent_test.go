@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -262,4 +264,37 @@ func FuzzClientFrames(f *testing.F) {
 		defer cancel()
 		c.Exec(ctx, Spec{Args: []string{"x"}, Stdout: io.Discard})
 	})
+}
+
+// TestCheckProtocol: a binary whose main calls Main (this test binary)
+// passes; one that answers another version, or nothing, is refused.
+func TestCheckProtocol(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckProtocol(context.Background(), self); err != nil {
+		t.Errorf("CheckProtocol(this test binary) = %v, want nil", err)
+	}
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tt := range []struct {
+		name, body, want string
+	}{
+		{"other-version", fmt.Sprintf("echo %d", Protocol+1), "speaks protocol"},
+		{"old-build", "echo 'standin-agent runs inside sandboxes only' >&2; exit 2", "does not answer"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckProtocol(context.Background(), script(tt.name, tt.body))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("CheckProtocol(%s) = %v, want an error with %q", tt.name, err, tt.want)
+			}
+		})
+	}
 }

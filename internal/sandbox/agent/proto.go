@@ -22,10 +22,14 @@
 package agent
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -33,6 +37,31 @@ import (
 // ArgAgent is the argument that makes the standin binary the agent (see
 // Main).
 const ArgAgent = "__standin-sandbox-agent"
+
+// Protocol is the version of the frames below. Bump it with any change to
+// them: a daemon refuses an agent binary that answers another (a
+// standin-agent left over from an older build).
+const Protocol = 1
+
+// ArgProtocol, after ArgAgent, makes Main print Protocol and exit.
+const ArgProtocol = "protocol"
+
+// CheckProtocol runs the agent binary bin on the host to ask for its
+// Protocol, and says whether it speaks this one.
+func CheckProtocol(ctx context.Context, bin string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, ArgAgent, ArgProtocol)
+	cmd.Env = []string{} // nothing of the daemon's environment
+	out, err := cmd.Output()
+	if got := strings.TrimSpace(string(out)); err != nil || got != strconv.Itoa(Protocol) {
+		if err != nil {
+			return fmt.Errorf("agent %q does not answer its protocol version (%v): it is not a standin agent of this version", bin, err)
+		}
+		return fmt.Errorf("agent %q speaks protocol %q, this daemon %d: it is from another build of standin", bin, got, Protocol)
+	}
+	return nil
+}
 
 // Frame types. d→a: daemon to agent; a→d: agent to daemon.
 const (

@@ -23,7 +23,15 @@ import (
 // argument ArgAgent: it serves on stdin and stdout and exits. Otherwise it
 // returns at once. Call it first thing in main (and in TestMain of tests
 // whose binary a sandbox runs as its agent).
+//
+// With the arguments ArgAgent and ArgProtocol it prints Protocol and exits:
+// the daemon asks a separate agent binary that way whether it speaks the
+// daemon's protocol (see CheckProtocol).
 func Main() {
+	if len(os.Args) == 3 && os.Args[1] == ArgAgent && os.Args[2] == ArgProtocol {
+		fmt.Println(Protocol)
+		os.Exit(0)
+	}
 	if len(os.Args) != 2 || os.Args[1] != ArgAgent {
 		return
 	}

@@ -117,12 +117,14 @@ func New(cfg Config) (*Runtime, error) {
 	if fi, err := os.Stat(bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
 		return nil, fmt.Errorf("%w: runsc %q is not an executable file: run `make runsc` to build it", sandbox.ErrUnavailable, bin)
 	}
-	agentExe := cfg.Agent
+	agentExe, agentWarn := cfg.Agent, error(nil)
 	if agentExe == "" {
 		var err error
-		if agentExe, err = findAgent(); err != nil {
+		if agentExe, agentWarn, err = findAgent(); err != nil {
 			return nil, fmt.Errorf("%w: find the agent binary: %w", sandbox.ErrUnavailable, err)
 		}
+	} else if err := agent.CheckProtocol(context.Background(), agentExe); err != nil {
+		return nil, fmt.Errorf("%w: %w", sandbox.ErrUnavailable, err)
 	}
 	if fi, err := os.Stat(agentExe); err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
 		return nil, fmt.Errorf("%w: agent %q is not an executable file", sandbox.ErrUnavailable, agentExe)
@@ -151,6 +153,10 @@ func New(cfg Config) (*Runtime, error) {
 		r.log = slog.Default()
 	}
 	r.log = r.log.With("component", "sandbox")
+	if agentWarn != nil {
+		r.log.Warn("sandboxes run the standin binary as their agent, which starts slower than standin-agent; rebuild both with `make build`",
+			logKeyError, agentWarn)
+	}
 	// The sandboxes' host processes become ours to reap (see reap.go).
 	// Without it deletes still work, only slower.
 	// Close releases it.
@@ -227,17 +233,27 @@ const AgentName = "standin-agent"
 // is preferred because the agent's start is part of every sandbox's: under
 // gVisor each page the Go runtime touches at start is a costly fault, and
 // the agent-only binary is about a sixth of standin's size (80 against 130
-// ms to the first command's end here).
-func findAgent() (string, error) {
+// ms to the first command's end here). A standin-agent that does not speak
+// this build's protocol (left from an older build) is passed over, and
+// warn says why.
+func findAgent() (path string, warn, err error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
+	path, warn = agentNextTo(exe)
+	return path, warn, nil
+}
+
+// agentNextTo is findAgent for the executable exe.
+func agentNextTo(exe string) (path string, warn error) {
 	p := filepath.Join(filepath.Dir(exe), AgentName)
 	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-		return p, nil
+		if warn = agent.CheckProtocol(context.Background(), p); warn == nil {
+			return p, nil
+		}
 	}
-	return exe, nil
+	return exe, warn
 }
 
 // FindRunsc returns the runsc binary next to the running executable, or
