@@ -93,9 +93,10 @@ type Runtime struct {
 	agent   string   // host path of the agent binary
 	log     *slog.Logger
 
+	ids sandbox.IDs[Instance]
+
 	mu        sync.Mutex
-	live      map[string]*Instance // nil value: being started
-	subreaper bool                 // holds the process's subreaper flag
+	subreaper bool // holds the process's subreaper flag
 	closed    bool
 }
 
@@ -147,7 +148,6 @@ func New(cfg Config) (*Runtime, error) {
 		bundles: filepath.Join(state, "bundles"),
 		log:     cfg.Logger,
 		hide:    []string{state},
-		live:    map[string]*Instance{},
 	}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -305,22 +305,8 @@ func (r *Runtime) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instanc
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	r.mu.Lock()
-	if _, ok := r.live[spec.ID]; ok {
-		r.mu.Unlock()
-		return nil, fmt.Errorf("%w: id %q is in use", sandbox.ErrInvalidSpec, spec.ID)
-	}
-	r.live[spec.ID] = nil // reserved: Cleanup leaves it alone
-	r.mu.Unlock()
-
-	in, err := r.start(ctx, spec)
-	r.mu.Lock()
-	if err != nil {
-		delete(r.live, spec.ID)
-	} else {
-		r.live[spec.ID] = in
-	}
-	r.mu.Unlock()
+	// Reserved while it starts: Cleanup leaves it alone.
+	in, err := r.ids.Start(spec.ID, func() (*Instance, error) { return r.start(ctx, spec) })
 	if err != nil {
 		return nil, err
 	}
@@ -456,10 +442,7 @@ func (r *Runtime) Cleanup(ctx context.Context) ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, id := range slices.Sorted(maps.Keys(ids)) {
-		r.mu.Lock()
-		_, owned := r.live[id]
-		r.mu.Unlock()
-		if owned {
+		if r.ids.Held(id) {
 			continue
 		}
 		if err := r.remove(ctx, id); err != nil {
@@ -489,9 +472,7 @@ func (r *Runtime) remove(ctx context.Context, id string) error {
 }
 
 func (r *Runtime) forget(id string) {
-	r.mu.Lock()
-	delete(r.live, id)
-	r.mu.Unlock()
+	r.ids.Forget(id)
 }
 
 // command returns a runsc command with the runtime's flags and a clean

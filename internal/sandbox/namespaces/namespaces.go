@@ -94,8 +94,7 @@ type Runtime struct {
 	done   chan struct{} // closed by Close
 	closed sync.Once
 
-	mu   sync.Mutex
-	live map[string]*Instance // nil value: being started
+	ids sandbox.IDs[Instance]
 }
 
 var _ sandbox.Runtime = (*Runtime)(nil)
@@ -131,7 +130,6 @@ func New(cfg Config) (*Runtime, error) {
 		spares:  make(chan *process, max(spares, 0)),
 		refill:  make(chan struct{}, 1),
 		done:    make(chan struct{}),
-		live:    map[string]*Instance{},
 	}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -225,22 +223,8 @@ func (r *Runtime) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instanc
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	r.mu.Lock()
-	if _, ok := r.live[spec.ID]; ok {
-		r.mu.Unlock()
-		return nil, fmt.Errorf("%w: id %q is in use", sandbox.ErrInvalidSpec, spec.ID)
-	}
-	r.live[spec.ID] = nil
-	r.mu.Unlock()
-
-	in, err := r.start(ctx, spec)
-	r.mu.Lock()
-	if err != nil {
-		delete(r.live, spec.ID)
-	} else {
-		r.live[spec.ID] = in
-	}
-	r.mu.Unlock()
+	// Reserved while it starts: Cleanup leaves it alone.
+	in, err := r.ids.Start(spec.ID, func() (*Instance, error) { return r.start(ctx, spec) })
 	if err != nil {
 		return nil, err
 	}
@@ -376,9 +360,7 @@ func (r *Runtime) launch() (*process, error) {
 const hintPrivileges = " (the namespaces runtime needs root with CAP_SYS_ADMIN; in a container, run it with `docker run --privileged`)"
 
 func (r *Runtime) forget(id string) {
-	r.mu.Lock()
-	delete(r.live, id)
-	r.mu.Unlock()
+	r.ids.Forget(id)
 }
 
 // headBuffer keeps the start of what the init writes to stderr (a panic,

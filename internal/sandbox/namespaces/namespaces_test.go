@@ -267,10 +267,7 @@ func TestStartErrors(t *testing.T) {
 		if got := sandboxtest.Cmd(t, in, "echo", "alive"); got.Stdout != "alive\n" {
 			t.Errorf("running sandbox after a failed Start: %+v", got)
 		}
-		r.mu.Lock()
-		_, reserved := r.live[spec.ID]
-		r.mu.Unlock()
-		if reserved {
+		if r.ids.Held(spec.ID) {
 			t.Errorf("ID %q still reserved after a failed Start", spec.ID)
 		}
 	})
