@@ -217,7 +217,11 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 		// the upstream may answer before it has all of it (gRPC, early
 		// heads): the body must go on to the upstream, and a body the
 		// server closed under the transport aborted the upstream stream
-		// and cut the sandbox's response short.
+		// and cut the sandbox's response short. Known limit (Go's, not
+		// fixed here: golang/go#68560): a body still unread when the
+		// response ends is read to its end by the server afterwards,
+		// which can make it drop that keep-alive connection with a
+		// recovered panic; the response itself is complete.
 		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
 			g.logger.Debug("enable full duplex", "error", err)
 		}
