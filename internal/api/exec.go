@@ -87,7 +87,7 @@ func (s *Server) startSandbox(r *http.Request, sb *store.Sandbox) error {
 // body of Content-Type application/x-ndjson is interactive: an ExecRequest
 // line, then client.ExecInput lines fed to the command as they arrive (the
 // connection is full duplex).
-func (s *Server) exec(w http.ResponseWriter, r *http.Request) (err error) {
+func (s *Server) exec(w http.ResponseWriter, r *http.Request) error {
 	var req client.ExecRequest
 	var input *bufio.Scanner
 	rc := http.NewResponseController(w)
@@ -98,16 +98,14 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) (err error) {
 		if err := rc.EnableFullDuplex(); err != nil && r.ProtoMajor == 1 {
 			return fmt.Errorf("interactive exec: %w", err)
 		}
-		// An error answered before the input was read ends the
-		// connection: in full duplex the server reads the rest of the body
-		// after the handler, and reaching its end then starts a read of
-		// the next request beside the server's own, which panics
-		// (golang/go#68560).
-		defer func() {
-			if err != nil {
-				w.Header().Set("Connection", "close")
-			}
-		}()
+		// One connection per interactive exec. Its input may still be
+		// coming when the answer ends (an error, or the command exited):
+		// in full duplex the server then reads the rest of the body after
+		// the handler, and on a kept-alive connection reaching its end
+		// starts a read of the next request beside the server's own,
+		// which panics (golang/go#68560); and input cut short by the
+		// read deadline below would be read as the next request.
+		w.Header().Set("Connection", "close")
 		input = bufio.NewScanner(r.Body)
 		input.Buffer(make([]byte, 0, 64<<10), maxExecBody)
 		if err := scanLine(input, &req); errors.Is(err, io.EOF) {
@@ -183,8 +181,8 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) (err error) {
 			select {
 			case <-done:
 			default:
-				// The past deadline also keeps the connection from being
-				// reused, which is what a half-read body needs anyway.
+				// The connection is not reused (Connection: close above),
+				// which is what a half-read body needs.
 				rc.SetReadDeadline(time.Now())
 				<-done
 			}

@@ -120,6 +120,7 @@ type rawResponse struct {
 	status int
 	header http.Header
 	body   []byte
+	close  bool // the server said Connection: close
 }
 
 // do sends a raw request with the test token (unless token is "-").
@@ -150,7 +151,7 @@ func (e *testEnv) do(tb testing.TB, method, path, body string, hdr ...string) ra
 	if err != nil {
 		tb.Fatalf("%s %s: read body: %v", method, path, err)
 	}
-	return rawResponse{status: resp.StatusCode, header: resp.Header, body: b}
+	return rawResponse{status: resp.StatusCode, header: resp.Header, body: b, close: resp.Close}
 }
 
 // Values shaped like real keys, with a canary inside so a leak is easy to

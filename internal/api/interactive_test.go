@@ -130,5 +130,10 @@ func TestExecInteractive(t *testing.T) {
 		if resp.status != http.StatusBadRequest {
 			t.Errorf("interactive exec with body %q = %d, want 400", body, resp.status)
 		}
+		// Its input may still be coming: the connection must not be
+		// kept for another request (golang/go#68560).
+		if !resp.close {
+			t.Errorf("interactive exec with body %q: the connection is kept alive, want Connection: close", body)
+		}
 	}
 }
