@@ -54,10 +54,10 @@ const (
 // starts (records wait in the queue).
 //
 // The queue is a list of batches of at most BatchSize records, allocated
-// as records arrive and reused once written. It used to be a channel of
-// QueueSize records: 14 MB that the garbage collector scanned every cycle
-// however few records waited, and a wakeup of the writing goroutine for
-// every record (issue 3).
+// as records arrive and reused once written: an idle Writer holds almost
+// nothing for the garbage collector to scan (a channel of QueueSize
+// records was 14 MB), and only the first record and each full batch wake
+// the writing goroutine.
 type Writer struct {
 	Store Appender
 	// FlushInterval bounds how long a record waits. Default 200ms.
