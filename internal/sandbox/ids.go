@@ -39,6 +39,23 @@ func (s *IDs[T]) Start(id string, start func() (*T, error)) (*T, error) {
 	return in, nil
 }
 
+// StartInstance is the front half of every runtime's Runtime.Start: it
+// checks spec, then starts it under ids (reserved while start runs, freed
+// if it fails). A failure returns a nil Instance, never a typed nil.
+func StartInstance[T any, P interface {
+	*T
+	Instance
+}](ids *IDs[T], spec Spec, start func() (*T, error)) (Instance, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	in, err := ids.Start(spec.ID, start)
+	if err != nil {
+		return nil, err
+	}
+	return P(in), nil
+}
+
 // Held reports whether id is held: an instance's, or reserved by a Start.
 func (s *IDs[T]) Held(id string) bool {
 	s.mu.Lock()

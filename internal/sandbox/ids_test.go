@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"errors"
 	"testing"
 )
@@ -40,5 +41,37 @@ func TestIDs(t *testing.T) {
 	ids.Forget("a")
 	if ids.Held("a") {
 		t.Errorf("Held(%q) after Forget = true, want false", "a")
+	}
+}
+
+// idsInstance is the least an Instance can be, for StartInstance's
+// bookkeeping; the runtimes' tests start real sandboxes through it.
+type idsInstance struct{ id string }
+
+func (i *idsInstance) ID() string                                  { return i.id }
+func (i *idsInstance) Exec(context.Context, ExecSpec) (int, error) { return 0, nil }
+func (i *idsInstance) Delete(context.Context) error                { return nil }
+
+func TestStartInstance(t *testing.T) {
+	var ids IDs[idsInstance]
+	ran := false
+	in, err := StartInstance(&ids, Spec{ID: "bad id!"}, func() (*idsInstance, error) { ran = true; return &idsInstance{}, nil })
+	if !errors.Is(err, ErrInvalidSpec) || in != nil || ran {
+		t.Errorf("StartInstance(invalid spec) = %v, %v (start ran: %v), want nil, ErrInvalidSpec, start not run", in, err, ran)
+	}
+	if ids.Held("bad id!") {
+		t.Errorf("an invalid spec's id is held")
+	}
+
+	failed := errors.New("no")
+	in, err = StartInstance(&ids, Spec{ID: "a"}, func() (*idsInstance, error) { return nil, failed })
+	if !errors.Is(err, failed) || in != nil {
+		// in != nil here would be a typed nil: callers' err checks pass, then a nil dereference.
+		t.Errorf("StartInstance(failing start) = %#v, %v, want a nil Instance and its error", in, err)
+	}
+
+	in, err = StartInstance(&ids, Spec{ID: "a"}, func() (*idsInstance, error) { return &idsInstance{id: "a"}, nil })
+	if err != nil || in == nil || in.ID() != "a" || !ids.Held("a") {
+		t.Fatalf("StartInstance = %v, %v, held %v; want instance a, held", in, err, ids.Held("a"))
 	}
 }

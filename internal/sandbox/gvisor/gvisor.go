@@ -302,15 +302,8 @@ func (r *Runtime) Root() string { return r.root }
 // `runsc run --detach`, whose init only reaps orphans; commands come later
 // through Exec.
 func (r *Runtime) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
-	if err := spec.Validate(); err != nil {
-		return nil, err
-	}
 	// Reserved while it starts: Cleanup leaves it alone.
-	in, err := r.ids.Start(spec.ID, func() (*Instance, error) { return r.start(ctx, spec) })
-	if err != nil {
-		return nil, err
-	}
-	return in, nil
+	return sandbox.StartInstance(&r.ids, spec, func() (*Instance, error) { return r.start(ctx, spec) })
 }
 
 func (r *Runtime) start(ctx context.Context, spec sandbox.Spec) (*Instance, error) {

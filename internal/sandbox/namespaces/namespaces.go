@@ -220,15 +220,8 @@ func (r *Runtime) take() (*process, error) {
 // Start implements sandbox.Runtime: it hands the Spec to an init in new
 // namespaces and waits until the init has built the sandbox.
 func (r *Runtime) Start(ctx context.Context, spec sandbox.Spec) (sandbox.Instance, error) {
-	if err := spec.Validate(); err != nil {
-		return nil, err
-	}
 	// Reserved while it starts: Cleanup leaves it alone.
-	in, err := r.ids.Start(spec.ID, func() (*Instance, error) { return r.start(ctx, spec) })
-	if err != nil {
-		return nil, err
-	}
-	return in, nil
+	return sandbox.StartInstance(&r.ids, spec, func() (*Instance, error) { return r.start(ctx, spec) })
 }
 
 func (r *Runtime) start(ctx context.Context, spec sandbox.Spec) (*Instance, error) {
