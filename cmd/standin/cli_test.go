@@ -20,9 +20,7 @@ func TestMain(m *testing.M) {
 	// Sandboxes started by these tests run this binary as their agent.
 	agent.Main()
 	testscript.Main(m, map[string]func(){
-		"standin": func() {
-			os.Exit(Main(context.Background(), os.Args[1:], &IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}))
-		},
+		"standin": func() { os.Exit(runCommand()) },
 	})
 }
 

@@ -296,7 +296,7 @@ func TestKill9LeavesNoSandbox(t *testing.T) {
 		t.Fatalf("namespaces after SIGKILL = %q, want all %d of %q: the test would prove nothing", left, len(ids), ids)
 	}
 
-	_, c = serve()
+	cmd, c = serve()
 	if procs := testutil.RunscProcs(t, stateDir); len(procs) != 0 {
 		t.Errorf("runsc processes after restart:\n%s", strings.Join(procs, "\n"))
 	}
@@ -308,5 +308,16 @@ func TestKill9LeavesNoSandbox(t *testing.T) {
 		if err != nil || sb.State != "stopped" {
 			t.Errorf("GetSandbox(%q) after restart = state %q, %v; want stopped", name, sb.State, err)
 		}
+	}
+
+	// Stopped with SIGTERM, the new server shuts down and leaves nothing of
+	// its own: not even the sandbox its pool is still starting by now,
+	// whose namespace would outlive it.
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("server stopped with SIGTERM: %v, want a clean exit", err)
+	}
+	if left := instances(); len(left) != 0 {
+		t.Errorf("sandbox instances after the server stopped: %q", left)
 	}
 }

@@ -19,8 +19,15 @@ func main() {
 	agent.Main()
 	// Started by the namespaces runtime, it is a sandbox's init.
 	namespaces.Init()
+	os.Exit(runCommand())
+}
+
+// runCommand is the command as main runs it: SIGINT and SIGTERM cancel its
+// context, so `standin serve` shuts down cleanly (its sandboxes, and one
+// its pool is still starting, are removed). The tests' standin runs it too:
+// a server they stop with SIGTERM must do the same.
+func runCommand() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := Main(ctx, os.Args[1:], &IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
-	stop()
-	os.Exit(code)
+	defer stop()
+	return Main(ctx, os.Args[1:], &IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 }
