@@ -34,22 +34,36 @@ type Client struct {
 	nextID uint32
 	err    error // why the agent is gone; set once
 	gone   chan struct{}
+	// acks holds output bytes delivered but not yet acknowledged, per
+	// exec id; writeAcks sends them when ackc says there are some. Apart
+	// from deliver, so that an agent that stops reading its input blocks
+	// only the acknowledgements, never the output to the caller.
+	acks map[uint32]uint32
+	ackc chan struct{}
 }
 
 // NewClient talks to an agent that reads frames from w and writes them to
 // r. It reads r until it ends; then every Exec fails with ErrGone.
 func NewClient(r io.Reader, w io.Writer) *Client {
-	c := &Client{fw: &frameWriter{w: w}, calls: map[uint32]*call{}, gone: make(chan struct{})}
+	c := &Client{fw: &frameWriter{w: w}, calls: map[uint32]*call{}, gone: make(chan struct{}),
+		acks: map[uint32]uint32{}, ackc: make(chan struct{}, 1)}
 	go c.read(r)
+	go c.writeAcks()
 	return c
 }
 
 // Gone is closed when the agent has stopped answering.
 func (c *Client) Gone() <-chan struct{} { return c.gone }
 
+// errOverrun: the agent sent more output than the window allows. Only an
+// agent that no longer keeps to the protocol does; the daemon would have
+// to hold whatever it sends.
+var errOverrun = errors.New("agent protocol: output beyond the window")
+
 func (c *Client) read(r io.Reader) {
 	var buf []byte
 	var err error
+frames:
 	for {
 		var typ byte
 		var id uint32
@@ -66,7 +80,10 @@ func (c *Client) read(r io.Reader) {
 		}
 		switch typ {
 		case tStdout, tStderr:
-			cl.out.push(typ, append([]byte(nil), p...))
+			if !cl.out.push(typ, p) {
+				err = fmt.Errorf("%w: exec %d", errOverrun, id)
+				break frames
+			}
 		case tStdinAck:
 			if len(p) == 4 {
 				cl.in.give(int(binary.BigEndian.Uint32(p)))
@@ -176,8 +193,24 @@ func (c *Client) Exec(ctx context.Context, s Spec) (exit int, err error) {
 	written := make(chan struct{})
 	go c.deliver(cl, stdout, stderr, written)
 
-	if err := c.fw.write(tStart, cl.id, payload); err != nil {
-		return -1, fmt.Errorf("%w: %v", ErrGone, err)
+	// An agent that stops reading its input blocks every write to it: the
+	// start is written aside, so that Exec still ends with ctx.
+	started := make(chan error, 1)
+	go func() { started <- c.fw.write(tStart, cl.id, payload) }()
+	select {
+	case err := <-started:
+		if err != nil {
+			return -1, fmt.Errorf("%w: %v", ErrGone, err)
+		}
+	case <-ctx.Done():
+		go func() {
+			if <-started == nil {
+				c.fw.write(tKill, cl.id, nil) // it did start after all
+			}
+		}()
+		cl.finish(-1, ctx.Err())
+		<-written
+		return -1, ctx.Err()
 	}
 	if s.Stdin != nil {
 		go c.pumpStdin(cl, s.Stdin)
@@ -206,7 +239,7 @@ func (c *Client) Exec(ctx context.Context, s Spec) (exit int, err error) {
 	case <-cl.done:
 	case <-ctx.Done():
 		ctxErr = ctx.Err()
-		c.fw.write(tKill, cl.id, nil)
+		go c.fw.write(tKill, cl.id, nil) // may block: see the start
 		select {
 		case <-cl.done:
 		case <-time.After(killWait):
@@ -240,7 +273,38 @@ func (c *Client) deliver(cl *call, stdout, stderr io.Writer, written chan<- stru
 		case typ == tStdout && outErr == nil:
 			_, outErr = stdout.Write(b)
 		}
-		c.fw.writeU32(tAck, cl.id, uint32(len(b)))
+		c.ack(cl.id, len(b))
+	}
+}
+
+// ack notes n bytes of exec id's output as delivered, for writeAcks.
+func (c *Client) ack(id uint32, n int) {
+	c.mu.Lock()
+	c.acks[id] += uint32(n)
+	c.mu.Unlock()
+	select {
+	case c.ackc <- struct{}{}:
+	default: // writeAcks has yet to take the last ones: it takes these too
+	}
+}
+
+// writeAcks acknowledges delivered output until the agent is gone. The
+// pending acknowledgements are one sum per exec id, so they take no more
+// memory while a write to the agent blocks.
+func (c *Client) writeAcks() {
+	for {
+		select {
+		case <-c.ackc:
+		case <-c.gone:
+			return
+		}
+		c.mu.Lock()
+		acks := c.acks
+		c.acks = map[uint32]uint32{}
+		c.mu.Unlock()
+		for id, n := range acks {
+			c.fw.writeU32(tAck, id, n)
+		}
 	}
 }
 
@@ -271,11 +335,14 @@ func (c *Client) pumpStdin(cl *call, r io.Reader) {
 }
 
 // outQueue holds output frames until deliver writes them. The agent sends
-// at most window bytes ahead of the acknowledgements, which bounds it.
+// at most window bytes ahead of the acknowledgements, and deliver
+// acknowledges only what it took from the queue, so an agent keeping to the
+// protocol never has more than window bytes in it; push refuses more.
 type outQueue struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	items  []outItem
+	size   int // bytes in items
 	closed bool
 }
 
@@ -290,13 +357,27 @@ func newOutQueue() *outQueue {
 	return q
 }
 
-func (q *outQueue) push(typ byte, b []byte) {
+// push queues a copy of b; false if the queue would then hold more than
+// window bytes. Empty frames are dropped, and small ones join the last item
+// of their type, so that the count of items (each with its overhead) stays
+// bounded too whatever sizes the agent chooses.
+func (q *outQueue) push(typ byte, b []byte) bool {
 	q.mu.Lock()
-	if !q.closed {
-		q.items = append(q.items, outItem{typ, b})
+	defer q.cond.Signal()
+	defer q.mu.Unlock()
+	if q.closed || len(b) == 0 {
+		return true
 	}
-	q.mu.Unlock()
-	q.cond.Signal()
+	if q.size+len(b) > window {
+		return false
+	}
+	q.size += len(b)
+	if n := len(q.items); n > 0 && q.items[n-1].typ == typ && len(q.items[n-1].b)+len(b) <= chunk {
+		q.items[n-1].b = append(q.items[n-1].b, b...)
+		return true
+	}
+	q.items = append(q.items, outItem{typ, append([]byte(nil), b...)})
+	return true
 }
 
 // pop returns the next item; after close, the items left, then false.
@@ -310,7 +391,9 @@ func (q *outQueue) pop() (byte, []byte, bool) {
 		return 0, nil, false
 	}
 	it := q.items[0]
+	q.items[0] = outItem{} // no reference left behind in the array
 	q.items = q.items[1:]
+	q.size -= len(it.b)
 	return it.typ, it.b, true
 }
 
