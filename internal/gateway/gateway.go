@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/standin/standin/internal/audit"
+	"github.com/standin/standin/internal/policy"
 	"github.com/standin/standin/internal/standin"
 	"github.com/standin/standin/internal/vault"
 )
@@ -166,8 +167,14 @@ func (g *Gateway) transport(sb *sandboxInfo) *http.Transport {
 	if t := g.transports[key]; t != nil {
 		return t
 	}
-	rules := sb.Rules
-	t := &http.Transport{
+	t := g.newTransport(sb.Rules)
+	g.transports[key] = t
+	return t
+}
+
+// newTransport returns an upstream connection pool that dials under rules.
+func (g *Gateway) newTransport(rules policy.Rules) *http.Transport {
+	return &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			host, port, err := net.SplitHostPort(addr)
 			if err != nil {
@@ -200,8 +207,6 @@ func (g *Gateway) transport(sb *sandboxInfo) *http.Transport {
 		// frames keeps a read buffer that large.
 		HTTP2: &http.HTTP2Config{MaxReadFrameSize: 256 << 10},
 	}
-	g.transports[key] = t
-	return t
 }
 
 // chanListener is a net.Listener fed with already-handshaken TLS

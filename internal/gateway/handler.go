@@ -39,6 +39,12 @@ const ReasonEncoded = "upstream response is compressed and cannot be scrubbed"
 
 var errEncoded = errors.New(ReasonEncoded)
 
+// ReasonRequestTarget is why a request whose target is not a path (nor an
+// absolute URI of the flow's host) is refused: an opaque target such as
+// "x:https://other.example/" has no URL.Host to check, and would reach the
+// upstream as an absolute-form target, which wins over Host there.
+const ReasonRequestTarget = "request target must be a path"
+
 // reqState is what one request learned on its way through, for the
 // activity record and the log line.
 type reqState struct {
@@ -91,6 +97,12 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 	if host != ci.host || (r.URL.Host != "" && hostOnly(r.URL.Host) != ci.host) {
 		return refuse(w, st, http.StatusMisdirectedRequest, CodeMisdirected, ReasonHostMismatch)
 	}
+	if r.URL.Opaque != "" {
+		// "GET x:https://other.example/ HTTP/1.1" parses with an empty
+		// URL.Host and would go out as that absolute-form target, which
+		// the upstream must prefer to Host (RFC 9112 section 3.2.2).
+		return refuse(w, st, http.StatusBadRequest, CodeBadRequest, ReasonRequestTarget)
+	}
 	dest := policy.Dest{Host: host}
 	if a, err := netip.ParseAddr(host); err == nil {
 		dest = policy.Dest{Addr: a.Unmap()}
@@ -108,12 +120,14 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 		return refuse(w, st, status, code, reason)
 	}
 
-	scrub, err := g.scrubber(sb, host)
+	scrub, err := g.scrubber(snap, sb, host)
 	if err != nil {
 		g.logger.Error("unseal for scrubbing", "error", err)
 		return refuse(w, st, http.StatusServiceUnavailable, CodeUnavailable, ReasonUnavailable)
 	}
 
+	transport, release := g.upstreamTransport(snap, sb)
+	defer release()
 	status := 0
 	var upErr error
 	rp := &httputil.ReverseProxy{
@@ -135,7 +149,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 				pr.Out.Header.Del("Sec-WebSocket-Extensions")
 			}
 		},
-		Transport: g.transport(sb),
+		Transport: transport,
 		// Zero: ReverseProxy flushes every write of a response without
 		// Content-Length (chunked, so streamed: SSE, NDJSON, whatever the
 		// Content-Type) or of text/event-stream, and lets a response of
@@ -149,7 +163,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 			if scrub.empty() {
 				return nil
 			}
-			if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") && resp.Body != http.NoBody {
+			if encoded(resp.Header) && resp.Body != http.NoBody {
 				return errEncoded // fail closed: it cannot be scrubbed
 			}
 			scrub.Header(resp.Header)
@@ -267,21 +281,40 @@ func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
 
 // scrubber returns the scrubber for responses from host to sandbox sb:
 // every value of the sandbox's secrets that could have been sent to this
-// host, in this request or an earlier one. Built once per sandbox and host
-// until the next Invalidate.
-func (g *Gateway) scrubber(sb *sandboxInfo, host string) (*Scrubber, error) {
-	key := sb.ID + "\x00" + host
-	g.mu.Lock()
-	s, ok := g.scrubbers[key]
-	g.mu.Unlock()
+// host, in this request or an earlier one. Built once per sandbox and set
+// of such secrets until the next Invalidate: keyed by host, a sandbox
+// naming endless hosts (plain HTTP through the proxy needs no DNS answer)
+// would fill the cache until then.
+func (g *Gateway) scrubber(snap *snapshot, sb *sandboxInfo, host string) (*Scrubber, error) {
+	var bs []*bindingInfo
+	key := sb.ID
+	for _, b := range sb.bindings {
+		if len(catalog.SlotsFor(b.Secret.Hosts, host)) > 0 {
+			bs = append(bs, b)
+			key += "\x00" + b.ID
+		}
+	}
+	if len(bs) == 0 {
+		// A nil Scrubber changes nothing: hosts with no secret (most, with
+		// inspect all) need no tables.
+		return nil, nil
+	}
+	// Only a request whose snapshot is still current may use or fill the
+	// cache: one that raced with an Invalidate (a rotation) holds the old
+	// value, and must neither get the new value's scrubber nor leave the
+	// old value's behind.
+	var s *Scrubber
+	ok := false
+	current := g.ix.whileCurrent(snap, func() {
+		g.mu.Lock()
+		s, ok = g.scrubbers[key]
+		g.mu.Unlock()
+	})
 	if ok {
 		return s, nil
 	}
 	var pairs []ScrubPair
-	for _, b := range sb.bindings {
-		if len(catalog.SlotsFor(b.Secret.Hosts, host)) == 0 {
-			continue
-		}
+	for _, b := range bs {
 		v, err := g.value(b.Secret)
 		if err != nil {
 			return nil, err
@@ -292,15 +325,44 @@ func (g *Gateway) scrubber(sb *sandboxInfo, host string) (*Scrubber, error) {
 		}
 		pairs = append(pairs, ScrubPair{Value: v.Reveal(), StandIn: standIn})
 	}
-	if len(pairs) > 0 {
-		// A nil Scrubber changes nothing: hosts with no secret (most, with
-		// inspect all) need no tables.
-		s = NewScrubber(pairs)
+	s = NewScrubber(pairs)
+	if current {
+		g.ix.whileCurrent(snap, func() {
+			g.mu.Lock()
+			g.scrubbers[key] = s
+			g.mu.Unlock()
+		})
 	}
-	g.mu.Lock()
-	g.scrubbers[key] = s
-	g.mu.Unlock()
 	return s, nil
+}
+
+// upstreamTransport returns the upstream pool for a request judged by
+// snap, and what to call when the request is done. A pool dials under the
+// rules of the snapshot it was made from, so one made from a snapshot that
+// an Invalidate already replaced (a request racing with a rules change)
+// is this request's alone, closed when it is done: cached, it would serve
+// the sandbox's later requests under the old rules.
+func (g *Gateway) upstreamTransport(snap *snapshot, sb *sandboxInfo) (*http.Transport, func()) {
+	var t *http.Transport
+	if g.ix.whileCurrent(snap, func() { t = g.transport(sb) }) {
+		return t, func() {}
+	}
+	t = g.newTransport(sb.Rules)
+	return t, t.CloseIdleConnections
+}
+
+// whileCurrent runs f with the index locked if snap is still its snapshot
+// (no Invalidate since snap was read), and reports whether it did.
+// Invalidate replaces the snapshot before it drops the gateway's caches,
+// so whatever f caches is dropped by any later Invalidate.
+func (ix *index) whileCurrent(snap *snapshot, f func()) bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.snap != snap {
+		return false
+	}
+	f()
+	return true
 }
 
 // fitMarker is what replaces a value whose stand-in is only known by its
@@ -474,13 +536,42 @@ func redactQuery(u *url.URL) string {
 	return p + "?" + strings.Join(keys, "&")
 }
 
-// hostOnly lowercases h and drops a port and a trailing dot.
+// encoded reports whether h gives the body a content coding: any coding
+// but identity, in any of its Content-Encoding fields (clients apply them
+// all, not only the first).
+func encoded(h http.Header) bool {
+	for _, field := range h.Values("Content-Encoding") {
+		for _, c := range strings.Split(field, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hostOnly lowercases h (ASCII letters only) and drops a port and a
+// trailing dot. strings.ToLower would turn the Kelvin sign (U+212A) into
+// "k": an HTTP/2 :authority "\u212a.test" would pass for k.test, and the
+// upstream leg would send it as Host "xn--62g.test", another name.
 func hostOnly(h string) string {
 	if host, _, err := net.SplitHostPort(h); err == nil {
 		h = host
 	}
 	h = strings.TrimPrefix(strings.TrimSuffix(h, "]"), "[")
-	return strings.TrimSuffix(strings.ToLower(h), ".")
+	for i := 0; i < len(h); i++ {
+		if 'A' <= h[i] && h[i] <= 'Z' {
+			b := []byte(h)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			h = string(b)
+			break
+		}
+	}
+	return strings.TrimSuffix(h, ".")
 }
 
 type countingBody struct {

@@ -3,11 +3,14 @@ package gateway
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -28,17 +31,21 @@ const minCore = 8
 const readChunk = copyBufSize
 
 // Scrubber removes real secret values from responses (reflection defence):
-// the raw value, its URL-encoded form, and its standard and URL-safe base64
-// forms at each of the three byte alignments (so a value inside a larger
-// base64 blob such as Basic auth is still found) are replaced by the same
-// encoding of the stand-in.
+// the raw value, its common text forms (percent-encoded with upper- or
+// lower-case hex, in a JSON string with or without "\/", HTML-escaped: see
+// textForms), and its standard and URL-safe base64 forms at each of the
+// three byte alignments (so a value inside a larger base64 blob such as
+// Basic auth is still found) are replaced by the same encoding of the
+// stand-in.
 //
 // Matching is leftmost-longest and non-overlapping, the same for Bytes and
-// for any chunking of a Reader. It does not catch a value split by something
-// inserted into it (a line break in MIME base64, JSON "\/" escapes) or other
-// encodings (hex, lower-case percent escapes). In base64 the one or two
-// characters at each end of an encoded value that mix its bits with its
-// neighbours' are left as they are: they carry a few bits, never the value.
+// for any chunking of a Reader (one whose source pauses or breaks inside a
+// value hides the value's start instead: see Reader). It does not catch a value split by something
+// inserted into it (a line break in MIME base64, a WebSocket frame header)
+// or other encodings (hex, upper case), nor part of a value (a prefix the
+// upstream cut). In base64 the one or two characters at each end of an
+// encoded value that mix its bits with its neighbours' are left as they
+// are: they carry a few bits, never the value.
 //
 // A nil or empty Scrubber changes nothing. It is safe for concurrent use.
 type Scrubber struct {
@@ -91,11 +98,10 @@ func NewScrubber(pairs []ScrubPair) *Scrubber {
 		// Copies, so a caller reusing its buffers cannot change us.
 		v, si := string(p.Value), string(p.StandIn)
 		add([]byte(v), []byte(si))
-		if e := url.QueryEscape(v); e != v {
-			add([]byte(e), []byte(url.QueryEscape(si)))
-		}
-		if e := url.PathEscape(v); e != v {
-			add([]byte(e), []byte(url.PathEscape(si)))
+		for _, form := range textForms {
+			if e := form(v); e != v {
+				add([]byte(e), []byte(form(si)))
+			}
 		}
 		// Raw (unpadded) encodings have the same cores as padded ones:
 		// a core never reaches the padding.
@@ -155,6 +161,84 @@ func (s *Scrubber) buildShift() {
 	}
 }
 
+// textForms are the ways server code commonly writes a value into text,
+// besides as it is: percent-encoded by Go (QueryEscape, PathEscape), by
+// JavaScript's encodeURIComponent or Python's quote (every byte but the
+// unreserved ones, '/' kept or not), each with upper- or lower-case hex
+// (html/template writes lower case); in a JSON string (Go escapes <, > and
+// &, PHP's json_encode also '/'); and in HTML text (html/template also
+// escapes '+'). Most keys hold none of the bytes these change, and then
+// they add no pattern.
+var textForms = []func(string) string{
+	url.QueryEscape,
+	url.PathEscape,
+	func(v string) string { return percentEncode(v, "", false) },
+	func(v string) string { return percentEncode(v, "/", false) },
+	func(v string) string { return lowerEscapes(url.QueryEscape(v)) },
+	func(v string) string { return lowerEscapes(url.PathEscape(v)) },
+	func(v string) string { return percentEncode(v, "", true) },
+	func(v string) string { return percentEncode(v, "/", true) },
+	jsonString,
+	func(v string) string { return strings.ReplaceAll(jsonString(v), "/", `\/`) },
+	html.EscapeString,
+	htmlTemplateText.Replace,
+}
+
+// percentEncode escapes every byte of v but the unreserved ones (RFC 3986)
+// and those in keep, with lower-case hex if lower.
+func percentEncode(v, keep string, lower bool) string {
+	hex := "0123456789ABCDEF"
+	if lower {
+		hex = "0123456789abcdef"
+	}
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("-._~", c) >= 0 || strings.IndexByte(keep, c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+// lowerEscapes lower-cases the hex digits of the percent escapes in s,
+// which escapes all of its '%' bytes.
+func lowerEscapes(s string) string {
+	b := []byte(s)
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == '%' {
+			b[i+1] = lowerASCII(b[i+1])
+			b[i+2] = lowerASCII(b[i+2])
+		}
+	}
+	return string(b)
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// jsonString is v inside a JSON string as Go writes it, without the quotes.
+func jsonString(v string) string {
+	b, err := json.Marshal(v)
+	if err != nil || len(b) < 2 {
+		return v
+	}
+	return string(b[1 : len(b)-1])
+}
+
+// htmlTemplateText is how html/template escapes text in HTML.
+var htmlTemplateText = strings.NewReplacer("\x00", "\uFFFD", `"`, "&#34;", "&", "&amp;", "'", "&#39;",
+	"+", "&#43;", "<", "&lt;", ">", "&gt;")
+
 // base64Core returns the characters of the base64 encoding of v, placed k
 // bytes (0..2) after a 3-byte boundary, that depend on v alone: the same
 // characters appear in the encoding of any text holding v at that alignment.
@@ -202,7 +286,7 @@ func (s *Scrubber) String(v string) string {
 	if s.empty() || len(v) == 0 {
 		return v
 	}
-	out, _, changed := s.scan(nil, []byte(v), true)
+	out, _, changed := s.scan(nil, []byte(v), 0, true, false)
 	if !changed {
 		return v
 	}
@@ -214,7 +298,7 @@ func (s *Scrubber) Bytes(b []byte) []byte {
 	if s.empty() || len(b) == 0 {
 		return b
 	}
-	out, _, changed := s.scan(nil, b, true)
+	out, _, changed := s.scan(nil, b, 0, true, false)
 	if !changed {
 		return b
 	}
@@ -255,17 +339,30 @@ func (s *Scrubber) MaxGrowth(n int64) int64 {
 	return most
 }
 
-// scan appends data scrubbed to out. When final is false, data may continue
-// in a later call, so scan stops at the first position where a pattern
-// could start but data ends before it can tell; it returns how many bytes of
-// data it consumed, which with final is all of them. changed is false when
-// nothing matched; then out is unchanged and data[:consumed] is the output.
-func (s *Scrubber) scan(out, data []byte, final bool) (_ []byte, consumed int, changed bool) {
+// scan appends data scrubbed to out, less its first sent bytes, which an
+// earlier call already output (a scrubReader's idle release): they are
+// only looked at for a match that started in them.
+//
+// When final is false, data may continue in a later call, so scan stops at
+// the first position where a pattern could start but data ends before it
+// can tell, and returns it as keep. With final it outputs everything, and
+// keep is where a tail that is the start of a pattern begins (len(data) if
+// there is none). With cut too, data was cut off there (its stream broke,
+// or went idle while the rest may still come), so that tail is the start
+// of a value the upstream sent whole, which the sandbox must not get: if it
+// is minPartial bytes or more it is output as the start of the pattern's
+// replacement (a shorter one as it is). A tail at the true end of data is
+// what the upstream sent, a value cut short by the upstream itself, which
+// is left as any partial echo is.
+//
+// changed is false when nothing was replaced; then out is unchanged and
+// the output is data[sent:keep] (data[sent:] with final).
+func (s *Scrubber) scan(out, data []byte, sent int, final, cut bool) (_ []byte, keep int, changed bool) {
 	undecided := len(data)
 	if !final {
 		undecided = s.undecided(data, 0)
 	}
-	pos, emitted := 0, 0
+	pos, emitted := 0, sent
 	for {
 		// A match starting before undecided is final: no longer pattern
 		// can start at or before it, or that position would be undecided.
@@ -277,19 +374,68 @@ func (s *Scrubber) scan(out, data []byte, final bool) (_ []byte, consumed int, c
 		if out == nil {
 			out = make([]byte, 0, len(data)+max(64, len(p.repl)))
 		}
-		out = append(out, data[emitted:at]...)
-		out = append(out, p.repl...)
+		if at >= emitted {
+			out = append(out, data[emitted:at]...)
+			out = append(out, p.repl...)
+		} else {
+			// It started in bytes already output (as they were, or as
+			// the start of a replacement): the rest of its replacement.
+			out = append(out, p.repl[min(emitted-at, len(p.repl)):]...)
+		}
 		changed = true
 		pos = at + len(p.find)
-		emitted = pos
+		emitted = max(emitted, pos)
 		if undecided < pos {
 			undecided = s.undecided(data, pos)
 		}
 	}
-	if changed {
-		out = append(out, data[emitted:undecided]...)
+	if !final {
+		if changed && undecided > emitted {
+			out = append(out, data[emitted:undecided]...)
+		}
+		return out, undecided, changed
 	}
-	return out, undecided, changed
+	keep = s.undecided(data, pos)
+	if cut && len(data)-keep >= minPartial {
+		if out == nil {
+			out = make([]byte, 0, len(data))
+		}
+		if keep > emitted {
+			out = append(out, data[emitted:keep]...)
+			emitted = keep
+		}
+		out = append(out, s.cutShort(data[keep:])[emitted-keep:]...)
+		emitted = len(data)
+		changed = true
+	}
+	if changed {
+		out = append(out, data[emitted:]...)
+	}
+	return out, keep, changed
+}
+
+// minPartial is the shortest start of a pattern that is replaced when a
+// stream is cut off after it. Shorter, it is often a coincidence (a chunk
+// ending in the value's first letter), and it carries a few bytes of the
+// value at most, as the edges of a base64 form do.
+const minPartial = 8
+
+// cutShort returns what replaces tail, a proper prefix of some pattern:
+// as many bytes of the longest such pattern's replacement, padded with '*'
+// if it is shorter.
+func (s *Scrubber) cutShort(tail []byte) []byte {
+	var repl []byte
+	best := -1
+	for _, p := range s.pats {
+		if len(p.find) > len(tail) && len(p.find) > best && bytes.HasPrefix(p.find, tail) {
+			repl, best = p.repl, len(p.find)
+		}
+	}
+	out := make([]byte, len(tail))
+	for i := copy(out, repl); i < len(out); i++ {
+		out[i] = '*'
+	}
+	return out
 }
 
 // match returns the leftmost match in data starting in [from, to), the
@@ -396,7 +542,12 @@ func (s *Scrubber) undecided(data []byte, from int) int {
 // With nothing to scrub, Reader returns rc itself. A Read reads the source
 // once, or again only while everything it got so far is held back; the
 // held tail is shorter than the longest pattern and is released at the
-// source's end or error.
+// source's end, error or idleness (see errIdle); at an error or idleness,
+// replaced if it is minPartial bytes or more, since the rest of a value may
+// be what never came or has not come yet. A tail released because the
+// source went idle is remembered: if the rest of the value follows, the
+// rest of its replacement is output. Errors whose message quotes a value
+// (a transport's parse error quoting a line) come back scrubbed.
 func (s *Scrubber) Reader(rc io.ReadCloser) io.ReadCloser {
 	if s.empty() {
 		return rc
@@ -426,6 +577,9 @@ type scrubReader struct {
 	// possible start of a match. It moves to the front before each read.
 	buf              []byte
 	heldFrom, heldTo int
+	// sent is how many held bytes were already output: a tail released
+	// when the source went idle, kept to finish a match that continues.
+	sent int
 	// pending is scrubbed output not yet returned; it aliases buf or
 	// scratch, so buf is only refilled once pending is empty.
 	pending []byte
@@ -459,16 +613,23 @@ func (r *scrubReader) Read(p []byte) (int, error) {
 			// tail rather than stall an interactive stream on it.
 			err = nil
 		}
-		out, consumed, changed := r.s.scan(r.scratch[:0], data, err != nil || idle)
+		final := err != nil || idle
+		cut := idle || err != nil && err != io.EOF
+		out, keep, changed := r.s.scan(r.scratch[:0], data, r.sent, final, cut)
+		end := keep // data[:end] is output now or was before
+		if final {
+			end = len(data)
+		}
 		if changed {
 			r.scratch = out
 			r.pending = out
 		} else {
-			r.pending = data[:consumed]
+			r.pending = data[min(r.sent, end):end]
 		}
-		r.heldFrom, r.heldTo = consumed, len(data)
+		r.sent = max(r.sent, end) - keep
+		r.heldFrom, r.heldTo = keep, len(data)
 		if err != nil {
-			r.err = err
+			r.err = r.s.scrubError(err)
 		} else if n == 0 && !(idle && len(r.pending) > 0) {
 			// The source made no progress; let the caller decide how
 			// often to retry rather than spinning here.
@@ -493,6 +654,25 @@ func (r *scrubReader) Close() error {
 	}
 	return err
 }
+
+// scrubError returns err, or if its message holds a value, an error with
+// the message scrubbed that wraps err: a transport's error can quote what
+// the upstream sent (a malformed trailer line), and callers log it.
+func (s *Scrubber) scrubError(err error) error {
+	msg := err.Error()
+	if m := s.String(msg); m != msg {
+		return &scrubbedError{msg: m, err: err}
+	}
+	return err
+}
+
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
 
 // errIdle, returned by a source instead of data, tells a scrubReader that
 // nothing more is coming for now, so it releases the tail it holds back.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,6 +59,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := harden(); err != nil {
 		return err
 	}
+	// net/http's Transport logs to the standard logger, quoting what an
+	// upstream sent; it goes to our log with the quotes redacted. Process
+	// wide: the last server started in a process (tests run several) gets
+	// the lines.
+	log.SetOutput(gateway.StdLogWriter(logger.Handler()))
+	log.SetFlags(0)
 	d, err := OpenData(ctx, cfg.DataDir, logger)
 	if err != nil {
 		return err
