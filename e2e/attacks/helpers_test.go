@@ -208,6 +208,7 @@ const (
 	reasonHostMismatch = "Host header does not match the TLS server name"
 	reasonRevoked      = "stand-in is not active for this sandbox and host"
 	reasonConnect      = "CONNECT inside an intercepted flow"
+	reasonTarget       = "request target must be a path"
 	reasonPlainHTTP    = "credential over plain HTTP refused"
 	reasonSpecial      = "resolves to a special-purpose address"
 )

@@ -109,6 +109,24 @@ func swapElsewhere(t *testing.T, ag *agent) {
 		untouched(a, mark)
 	})
 
+	// An opaque target has no host for Go's parser to check against Host,
+	// yet an HTTP/1.1 upstream must take it as an absolute-form target,
+	// over Host: the real value would go to the host it names.
+	run(t, "swap/opaque request target naming another host", func(t *testing.T, a *attack) {
+		mark := harness.Srv.Up.Mark()
+		want := refusal{400, "bad_request", reasonTarget}
+		targets := []string{"x:https://" + deniedHost + "/steal", "x:https://" + otherHost + "/steal", "mailto:" + deniedHost}
+		var reqs []string
+		for _, target := range targets {
+			reqs = append(reqs, "GET "+target+" HTTP/1.1\r\nHost: "+apiHost+"\r\nAuthorization: Bearer "+ag.apiStandIn+"\r\nConnection: close\r\n\r\n")
+		}
+		for i, raw := range rawTLS(t, a, ag.name, apiHost, "443", apiHost, false, reqs...) {
+			rs := parseResponses(t, raw)
+			a.want(len(rs) == 1 && want.matches(rs[0]), "GET %s: got %v %q, want %v", targets[i], statuses(rs), raw, want)
+		}
+		untouched(a, mark)
+	})
+
 	run(t, "swap/CONNECT inside the tunnel", func(t *testing.T, a *attack) {
 		mark := harness.Srv.Up.Mark()
 		want := refusal{405, "bad_request", reasonConnect}

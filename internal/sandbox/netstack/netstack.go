@@ -9,6 +9,12 @@
 // other UDP, other IP protocols) is dropped before the stack sees it, so the
 // stack never answers a ping or reports a closed port.
 //
+// The sandbox is hostile, and the daemon serves every sandbox, so what one
+// sandbox can make it hold is bounded: TCP handshakes in progress
+// (maxInFlight), open TCP flows (Options.MaxFlows), data left for closed
+// flows (orphanTimeout), and DNS-over-TCP connections (maxDNSTCPConns, each
+// closed after dnsTCPIdle without a query).
+//
 // This is the only package that imports gVisor (a test checks), so its
 // size and churn stay in one place.
 package netstack
@@ -20,6 +26,8 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -49,14 +57,40 @@ const (
 // flood of SYNs costs at most this many goroutines.
 const maxInFlight = 1024
 
+// DefaultMaxFlows is Options.MaxFlows when it is zero. Every open flow
+// costs the daemon, which serves all sandboxes, a few goroutines, an
+// upstream socket in the gateway and the stack's buffers, which reach
+// several MiB when the sandbox stops reading. Real clients stay far below
+// 1024 at once (Chrome caps a whole browser at 256 sockets and 6 per host,
+// npm at 15 per origin, and a process in the sandbox starts with a soft
+// limit of 1024 descriptors), so it only stops a sandbox that opens flows
+// to hold them, and bounds what one sandbox can pin in the daemon.
+const DefaultMaxFlows = 1024
+
+// orphanTimeout bounds how long a closed connection may keep data the
+// sandbox has not acknowledged. Once its net.Conn is closed a connection
+// no longer counts against MaxFlows, but the stack keeps it until the
+// sandbox has taken the data still queued for it; without a bound a
+// sandbox whose window stays closed (it acknowledges the stack's window
+// probes but never reads) would keep it forever (RFC 1122 4.2.2.17), and
+// could do that to any number of them. Linux kills such orphans after
+// tcp_orphan_retries probes, about a minute and a half with its defaults.
+// A variable only so that tests can shorten it; New copies it.
+var orphanTimeout = 60 * time.Second
+
+// flowWarnEvery is how often the "flow limit reached" warning may be logged
+// per stack: a sandbox hammering the limit must not flood the log.
+const flowWarnEvery = 10 * time.Second
+
 // Options configures a Stack.
 type Options struct {
 	// TCP is called for every TCP connection the sandbox opens, after the
 	// handshake, in a goroutine of its own. dst is the address and port the
 	// sandbox connected to; name is the name this stack's DNS handed that
 	// address out for, or "" if it did not (the sandbox dialled an address
-	// it knew). TCP owns conn and must close it. conn also implements
-	// CloseWrite and CloseRead for half-close.
+	// it knew). TCP owns conn and must close it: until then the flow
+	// counts against MaxFlows. conn also implements CloseWrite and
+	// CloseRead for half-close.
 	// If nil, every connection is reset.
 	TCP func(conn net.Conn, dst netip.AddrPort, name string)
 
@@ -72,8 +106,15 @@ type Options struct {
 	// Pool is where synthetic DNS answers come from. If zero, DefaultPool.
 	Pool netip.Prefix
 
-	// Logger receives debug lines about failed connections.
-	// If nil, slog.Default() is used.
+	// MaxFlows bounds the TCP connections the sandbox has open through
+	// the stack at once. A connection counts from its SYN until the conn
+	// handed to TCP is closed; a SYN beyond the limit is answered with a
+	// reset (the sandbox sees ECONNREFUSED) and a warning is logged, at
+	// most once every 10 s. If zero, DefaultMaxFlows.
+	MaxFlows int
+
+	// Logger receives debug lines about failed connections and a
+	// warning when MaxFlows refuses one. If nil, slog.Default() is used.
 	Logger *slog.Logger
 }
 
@@ -85,9 +126,17 @@ type Stack struct {
 	link *tunLink // on our duplicate of the TUN descriptor
 	s    *stack.Stack
 
-	udpDNS *gonet.UDPConn
-	tcpDNS *gonet.TCPListener
+	udpDNS      *gonet.UDPConn
+	tcpDNS      tcpip.Endpoint // listening; see listenDNSTCP
+	tcpDNSQueue waiter.Queue   // tcpDNS's
 
+	flows         atomic.Int64 // TCP flows counted against maxFlows
+	maxFlows      int64
+	flowWarn      logLimiter
+	orphanTimeout time.Duration // copies of the variables, taken by New
+	dnsTCPIdle    time.Duration
+
+	done      chan struct{}  // closed by Close
 	wg        sync.WaitGroup // DNS servers and their connections
 	closeOnce sync.Once
 }
@@ -104,6 +153,13 @@ func New(tun *os.File, mtu int, opts Options) (*Stack, error) {
 	if mtu < 68 || mtu > 65535 {
 		return nil, fmt.Errorf("new netstack: mtu %d: must be between 68 and 65535", mtu)
 	}
+	if opts.MaxFlows < 0 {
+		return nil, fmt.Errorf("new netstack: max flows %d: must not be negative", opts.MaxFlows)
+	}
+	maxFlows := opts.MaxFlows
+	if maxFlows == 0 {
+		maxFlows = DefaultMaxFlows
+	}
 	dns, err := NewDNS(opts.Pool, opts.Allow)
 	if err != nil {
 		return nil, fmt.Errorf("new netstack: %w", err)
@@ -119,7 +175,17 @@ func New(tun *os.File, mtu int, opts Options) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new netstack: %w", err)
 	}
-	st := &Stack{opts: opts, log: log.With("component", "netstack"), dns: dns}
+	st := &Stack{
+		opts:     opts,
+		log:      log.With("component", "netstack"),
+		dns:      dns,
+		maxFlows: int64(maxFlows),
+		flowWarn: logLimiter{every: flowWarnEvery, now: time.Now},
+		done:     make(chan struct{}),
+
+		orphanTimeout: orphanTimeout,
+		dnsTCPIdle:    dnsTCPIdle,
+	}
 	if err := st.start(fd, uint32(mtu)); err != nil {
 		if st.s != nil {
 			st.s.Destroy()
@@ -221,10 +287,9 @@ func (st *Stack) start(fd int, mtu uint32) error {
 	if err != nil {
 		return fmt.Errorf("dns udp listener: %w", err)
 	}
-	st.tcpDNS, err = gonet.ListenTCP(s, full, ipv4.ProtocolNumber)
-	if err != nil {
+	if err := st.listenDNSTCP(full); err != nil {
 		st.udpDNS.Close()
-		return fmt.Errorf("dns tcp listener: %w", err)
+		return err
 	}
 
 	if err := s.EnableNIC(nicID); err != nil {
@@ -240,22 +305,113 @@ func ptr[T any](v T) *T { return &v }
 
 // forwardTCP runs in a goroutine of its own (the forwarder starts one per
 // SYN): it completes the handshake and gives the connection to Options.TCP.
+//
+// The flow takes its place under MaxFlows before the handshake, so that a
+// flow over the limit is refused with a reset to its SYN rather than reset
+// after the sandbox saw it open; the place is given back when the conn
+// handed to Options.TCP is closed.
 func (st *Stack) forwardTCP(r *tcp.ForwarderRequest) {
 	id := r.ID()
+	dst := addrPort(id.LocalAddress, id.LocalPort)
 	if st.opts.TCP == nil {
+		r.Complete(true)
+		return
+	}
+	if !st.takeFlow() {
+		// Logged before the reset goes out, so that the line is there
+		// by the time the sandbox sees the refusal.
+		if ok, suppressed := st.flowWarn.allow(); ok {
+			st.log.Warn("tcp flow refused", "reason", "flow limit reached", "max_flows", st.maxFlows, "dst", dst, "suppressed", suppressed)
+		}
 		r.Complete(true)
 		return
 	}
 	var wq waiter.Queue
 	ep, err := r.CreateEndpoint(&wq)
 	if err != nil {
-		st.log.Debug("tcp handshake failed", "dst", addrPort(id.LocalAddress, id.LocalPort), "error", err.String())
+		st.flows.Add(-1)
+		st.log.Debug("tcp handshake failed", "dst", dst, "error", err.String())
 		r.Complete(true) // reset, so the sandbox does not wait on a half-open connection
 		return
 	}
 	r.Complete(false)
-	dst := addrPort(id.LocalAddress, id.LocalPort)
-	st.opts.TCP(gonet.NewTCPConn(&wq, ep), dst, st.dns.NameFor(dst.Addr()))
+	c := &flowConn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep, st: st}
+	st.opts.TCP(c, dst, st.dns.NameFor(dst.Addr()))
+}
+
+// takeFlow counts one more flow if that stays within maxFlows.
+func (st *Stack) takeFlow() bool {
+	for {
+		n := st.flows.Load()
+		if n >= st.maxFlows {
+			return false
+		}
+		if st.flows.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// flowConn is a connection handed to Options.TCP. Closing it, the first
+// time only, gives its place under MaxFlows back. The embedded
+// *gonet.TCPConn provides CloseRead and CloseWrite.
+type flowConn struct {
+	*gonet.TCPConn
+	ep   tcpip.Endpoint
+	st   *Stack
+	once sync.Once
+}
+
+// Close closes the connection; later calls do nothing and return nil.
+func (c *flowConn) Close() error {
+	c.once.Do(func() {
+		closeBounded(c.ep, c.st.orphanTimeout)
+		c.st.flows.Add(-1)
+	})
+	return nil
+}
+
+// closeBounded closes ep gracefully (data already written is still
+// delivered) but gives up on the connection, with a reset, if the sandbox
+// leaves data unacknowledged for timeout (TCP_USER_TIMEOUT, RFC 5482):
+// see orphanTimeout.
+func closeBounded(ep tcpip.Endpoint, timeout time.Duration) {
+	uto := tcpip.TCPUserTimeoutOption(timeout)
+	ep.SetSockOpt(&uto)
+	ep.Close()
+}
+
+// resetEndpoint closes ep with a reset (SO_LINGER of zero), so that
+// nothing of it stays in the stack.
+func resetEndpoint(ep tcpip.Endpoint) {
+	ep.SocketOptions().SetLinger(tcpip.LingerOption{Enabled: true, Timeout: 0})
+	ep.Close()
+}
+
+// logLimiter lets one log line through per interval and counts the ones it
+// held back in between. It is safe for concurrent use.
+type logLimiter struct {
+	every time.Duration
+	now   func() time.Time
+
+	mu         sync.Mutex
+	next       time.Time // when the next line may go out
+	suppressed int
+}
+
+// allow reports whether a line may be logged now and, if so, how many
+// lines were held back since the last one.
+func (l *logLimiter) allow() (ok bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if now.Before(l.next) {
+		l.suppressed++
+		return false, 0
+	}
+	l.next = now.Add(l.every)
+	suppressed, l.suppressed = l.suppressed, 0
+	return true, suppressed
 }
 
 func addrPort(a tcpip.Address, port uint16) netip.AddrPort {
@@ -281,9 +437,11 @@ func (st *Stack) Dropped() uint64 {
 
 // Close stops the stack: open connections are reset, the DNS stops and the
 // TUN descriptor is no longer read. Connections already handed to
-// Options.TCP fail their next read or write. Close always returns nil.
+// Options.TCP fail their next read or write (they still count against
+// MaxFlows until closed, which no longer matters). Close always returns nil.
 func (st *Stack) Close() error {
 	st.closeOnce.Do(func() {
+		close(st.done)
 		st.udpDNS.Close()
 		st.tcpDNS.Close()
 		st.s.Close() // aborts every endpoint, which ends the DNS goroutines
