@@ -174,11 +174,16 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 				// frames stay valid, and never holding a partial match
 				// back for more than a moment.
 				if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
-					fitted := scrub.Fitted()
-					resp.Body = &upgradedConn{
-						ReadWriteCloser: rwc,
-						r:               fitted.Reader(io.NopCloser(newIdleReader(rwc, 20*time.Millisecond))),
+					src := io.NopCloser(newIdleReader(rwc, 20*time.Millisecond))
+					var r io.ReadCloser
+					if upgradedToWebSocket(resp.Header) {
+						// Frame by frame: a value split across
+						// fragments is joined by the client.
+						r = newWSReader(scrub, src)
+					} else {
+						r = scrub.Fitted().Reader(src)
 					}
+					resp.Body = &upgradedConn{ReadWriteCloser: rwc, r: r}
 				}
 				return nil
 			}

@@ -40,10 +40,11 @@ const readChunk = copyBufSize
 //
 // Matching is leftmost-longest and non-overlapping, the same for Bytes and
 // for any chunking of a Reader (one whose source pauses or breaks inside a
-// value hides the value's start instead: see Reader). It does not catch a value split by something
-// inserted into it (a line break in MIME base64, a WebSocket frame header)
-// or other encodings (hex, upper case), nor part of a value (a prefix the
-// upstream cut). In base64 the one or two characters at each end of an
+// value hides the value's start instead: see Reader). It does not catch a
+// value split by something inserted into it (a line break in MIME base64;
+// WebSocket frame headers are taken out first, see newWSReader) or other
+// encodings (hex, upper case), nor part of a value (a prefix the upstream
+// cut). In base64 the one or two characters at each end of an
 // encoded value that mix its bits with its neighbours' are left as they
 // are: they carry a few bits, never the value.
 //
