@@ -393,7 +393,10 @@ func (s *SQLite) Rewrap(ctx context.Context, fn func(sealed []byte) (newSealed [
 // ReadKeyIDs returns KeyIDs of the database at path opened read-only, so a
 // server can check its master key against the data before it opens the
 // store for writing (and so, on a mismatch, changes nothing: no migration,
-// no checkpoint). A missing file or an empty database has no key ids.
+// no checkpoint, no new file). A missing file or an empty database has no
+// key ids. The caller must have the database to itself (the data
+// directory's lock): a cleanly closed database is read as an immutable
+// file.
 func ReadKeyIDs(ctx context.Context, path string) ([]string, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -406,6 +409,11 @@ func ReadKeyIDs(ctx context.Context, path string) ([]string, error) {
 	q.Set("mode", "ro")
 	q.Add("_pragma", "busy_timeout(5000)")
 	q.Add("_pragma", "query_only(1)")
+	// Closed cleanly, the database is all in its file, with no -wal beside
+	// it; even read-only, SQLite would create a -wal and a -shm to read it.
+	if _, err := os.Stat(path + "-wal"); errors.Is(err, os.ErrNotExist) {
+		q.Set("immutable", "1")
+	}
 	u := url.URL{Scheme: "file", Path: abs, RawQuery: q.Encode()}
 	db, err := sql.Open("sqlite", u.String())
 	if err != nil {

@@ -832,3 +832,36 @@ func TestContextCanceled(t *testing.T) {
 		t.Errorf("GetSecret after canceled create = %v, want %v", err, ErrNotFound)
 	}
 }
+
+// TestReadKeyIDsCreatesNothing: reading the key ids of a cleanly closed
+// database (a server refusing a wrong master key does it) leaves the
+// directory as it was: SQLite would make a -wal and a -shm even read-only.
+func TestReadKeyIDsCreatesNothing(t *testing.T) {
+	ctx := context.Background()
+	s, path := newStore(t)
+	if err := s.PutSealedMeta(ctx, "k", []byte("sealed"), "key-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	list := func() []string {
+		ents, err := os.ReadDir(filepath.Dir(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	before := list()
+	ids, err := ReadKeyIDs(ctx, path)
+	if err != nil || !slices.Equal(ids, []string{"key-1"}) {
+		t.Fatalf("ReadKeyIDs = %q, %v; want [key-1]", ids, err)
+	}
+	if diff := cmp.Diff(before, list()); diff != "" {
+		t.Errorf("files after ReadKeyIDs (-before +after):\n%s", diff)
+	}
+}
