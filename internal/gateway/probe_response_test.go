@@ -24,11 +24,11 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/standin/standin/client"
+	"github.com/standin/standin/internal/testutil"
 )
 
 // probeRun is the shortest run of the real value's bytes that counts as a
@@ -624,7 +624,7 @@ func TestProbeErrorsAndLogs(t *testing.T) {
 	ab, _ := json.Marshal(acts)
 	assertNoLeak(t, realA, "activity records", ab)
 	assertNoLeak(t, realA, "the gateway's slog lines", []byte(rig.logs.String()))
-	assertNoLeak(t, realA, "the standard logger", stdlog.bytes())
+	assertNoLeak(t, realA, "the standard logger", []byte(stdlog.String()))
 }
 
 // TestProbeStdLogger: bytes an upstream sends past the end of its answer
@@ -658,9 +658,9 @@ func TestProbeStdLogger(t *testing.T) {
 	}
 	// The transport logs from the connection's read loop once an answer
 	// is done; the later cases' round trips give it that time.
-	assertNoLeak(t, realA, "the standard logger", stdlog.bytes())
+	assertNoLeak(t, realA, "the standard logger", []byte(stdlog.String()))
 	// Control: the line was written, so the check above saw it.
-	if got := stdlog.bytes(); !bytes.Contains(got, []byte("Unsolicited response")) || !bytes.Contains(got, []byte("(redacted)")) {
+	if got := []byte(stdlog.String()); !bytes.Contains(got, []byte("Unsolicited response")) || !bytes.Contains(got, []byte("(redacted)")) {
 		t.Errorf("standard logger = %q, want net/http's unsolicited-response line with its quote redacted", got)
 	}
 }
@@ -668,32 +668,13 @@ func TestProbeStdLogger(t *testing.T) {
 // captureStdLog sends the standard logger's output (net/http's transport
 // writes there) through StdLogWriter, as the daemon does, to a buffer until
 // the test ends.
-func captureStdLog(t *testing.T) *syncWriter {
-	w := &syncWriter{}
+func captureStdLog(t *testing.T) *testutil.SyncBuffer {
+	w := &testutil.SyncBuffer{}
 	prev, flags := log.Writer(), log.Flags()
 	log.SetOutput(StdLogWriter(slog.NewTextHandler(w, nil)))
 	log.SetFlags(0)
 	t.Cleanup(func() { log.SetOutput(prev); log.SetFlags(flags) })
 	return w
-}
-
-// syncWriter is a bytes.Buffer safe for the standard logger's writes from
-// other goroutines.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) bytes() []byte {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]byte(nil), w.b.Bytes()...)
 }
 
 // TestProbeScrubReaderPauses drives the fitted scrubber of a WebSocket

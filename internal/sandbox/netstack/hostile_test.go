@@ -9,7 +9,6 @@ package netstack
 // replies go nowhere and the half-done state stays.
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,11 +19,11 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/standin/standin/internal/sandbox/netns"
+	"github.com/standin/standin/internal/testutil"
 
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/sys/unix"
@@ -311,7 +310,7 @@ func TestHostileTCPFlows(t *testing.T) {
 			t.Errorf("Delete: %v", err)
 		}
 	})
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	e := &env{ns: ns, conns: make(chan accepted, 2*maxFlows)}
 	e.st, err = New(ns.TUN, ns.Config.MTU, Options{
 		DNSAddr:  ns.Config.Gateway,
@@ -447,22 +446,4 @@ func TestLogLimiter(t *testing.T) {
 			}
 		})
 	}
-}
-
-// lockedBuffer is a bytes.Buffer that a logger and a test may use at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
