@@ -17,14 +17,18 @@
 package attacks
 
 import (
+	"crypto/sha1"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/standin/standin/e2e/harness"
 )
@@ -89,9 +93,9 @@ func echoAuth(name string) http.Handler {
 }
 
 // serveAPI is the secret's host. Under /echo/ it is an upstream that sends
-// the credential it received back in every way it can; /redirect sends the
-// client to another host; /sse/ID is a slow event stream the lifecycle
-// tests hold open.
+// the credential it received back in every way it can (/echo/ws over
+// WebSocket); /redirect sends the client to another host; /sse/ID is a slow
+// event stream the lifecycle tests hold open.
 func serveAPI(w http.ResponseWriter, r *http.Request) {
 	io.Copy(io.Discard, r.Body) // so that the harness records it
 	auth := r.Header.Get("Authorization")
@@ -124,6 +128,12 @@ func serveAPI(w http.ResponseWriter, r *http.Request) {
 			w.Write([]byte{b})
 			w.(http.Flusher).Flush()
 		}
+	case p == "/echo/forms":
+		for _, f := range serverForms {
+			fmt.Fprintln(w, f.encode(value))
+		}
+	case p == "/echo/ws":
+		serveWebSocket(w, r, value)
 	case p == "/redirect":
 		http.Redirect(w, r, "https://"+otherHost+"/landing", http.StatusFound)
 	case strings.HasPrefix(p, "/sse/"):
@@ -179,4 +189,96 @@ func serveStream(w http.ResponseWriter, r *http.Request, id string) {
 		// Keep the stream open until the client closes it.
 		<-r.Context().Done()
 	}
+}
+
+// serverForms are ways server code writes a value into text, as
+// /echo/forms writes them, one per line, with how a client reads each back.
+var serverForms = []struct {
+	name   string
+	encode func(string) string
+	decode func(string) (string, error)
+}{
+	{
+		// Python's urllib.parse.quote(v, safe=''), JavaScript's
+		// encodeURIComponent, with the lower-case hex html/template writes.
+		name: "percent-encoded, lower-case hex",
+		encode: func(v string) string {
+			var b strings.Builder
+			for i := 0; i < len(v); i++ {
+				c := v[i]
+				if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
+					b.WriteByte(c)
+				} else {
+					fmt.Fprintf(&b, "%%%02x", c)
+				}
+			}
+			return b.String()
+		},
+		decode: url.PathUnescape,
+	},
+	{
+		// A JSON string as Go writes it (<, >, & as \u00XX), with "/"
+		// escaped as PHP's json_encode does.
+		name: `in a JSON string, "/" as "\/"`,
+		encode: func(v string) string {
+			b, _ := json.Marshal(map[string]string{"key": v})
+			return strings.ReplaceAll(string(b), "/", `\/`)
+		},
+		decode: func(s string) (string, error) {
+			var m map[string]string
+			err := json.Unmarshal([]byte(s), &m)
+			return m["key"], err
+		},
+	},
+	{
+		name:   "HTML-escaped",
+		encode: html.EscapeString,
+		decode: func(s string) (string, error) { return html.UnescapeString(s), nil },
+	},
+}
+
+// wsGUID is the key suffix of the WebSocket handshake (RFC 6455 section 1.3).
+const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// serveWebSocket accepts a WebSocket upgrade and sends one text message,
+// "key=<value>;", in two fragments split inside the value, then a close
+// frame: the frame header between the two parts is all a scrubber that
+// reads the stream as raw bytes sees of the split, and the client's library
+// joins the parts.
+func serveWebSocket(w http.ResponseWriter, r *http.Request, value string) {
+	key := r.Header.Get("Sec-WebSocket-Key")
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || key == "" {
+		http.Error(w, "want a WebSocket upgrade", http.StatusBadRequest)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "WebSocket needs HTTP/1.1", http.StatusHTTPVersionNotSupported)
+		return
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	sum := sha1.Sum([]byte(key + wsGUID))
+	fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+		base64.StdEncoding.EncodeToString(sum[:]))
+	half := len(value) / 2
+	// One write: the two fragments arrive together, so only the frame
+	// header, not a pause, stands between the halves.
+	conn.Write(append(wsFrame(false, 1, "key="+value[:half]), wsFrame(true, 0, value[half:]+";")...))
+	conn.Write(wsFrame(true, 8, "\x03\xe8")) // close, 1000
+	// Wait for the client's close (or give up), then close.
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	io.Copy(io.Discard, conn)
+}
+
+// wsFrame is a server's (unmasked) frame with a payload under 126 bytes.
+func wsFrame(fin bool, opcode byte, payload string) []byte {
+	b0 := opcode
+	if fin {
+		b0 |= 0x80
+	}
+	return append([]byte{b0, byte(len(payload))}, payload...)
 }
