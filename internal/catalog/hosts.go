@@ -9,6 +9,7 @@ import (
 	"golang.org/x/net/publicsuffix"
 
 	"github.com/standin/standin/client"
+	"github.com/standin/standin/internal/policy"
 )
 
 // MaxHosts is the most host entries a secret may have.
@@ -260,7 +261,8 @@ func SlotFor(hosts []client.HostAuth, host string) (client.AuthSlot, bool) {
 // specific matching pattern: exact entries if any match, else the
 // wildcard with the longest domain.
 func SlotsFor(hosts []client.HostAuth, host string) []client.AuthSlot {
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	// ASCII letters only: see policy.NormalizeHost.
+	host = policy.NormalizeHost(host)
 	best := -1 // length of the best pattern matched so far; exact wins
 	var out []client.AuthSlot
 	for _, h := range hosts {

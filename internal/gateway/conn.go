@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -109,7 +108,7 @@ func (g *Gateway) handleFlow(ctx context.Context, c net.Conn, sandboxID, host, p
 	}
 	c.SetReadDeadline(time.Time{})
 	if isTLS {
-		sni = strings.TrimSuffix(strings.ToLower(sni), ".")
+		sni = policy.NormalizeHost(sni)
 		switch {
 		case sni == "":
 		case !named:

@@ -226,9 +226,7 @@ func (d *Dialer) guarded(a netip.Addr) bool {
 	return false
 }
 
-func normalizeName(host string) string {
-	return strings.ToLower(strings.TrimSuffix(host, "."))
-}
+func normalizeName(host string) string { return policy.NormalizeHost(host) }
 
 // ParseGuard parses the dial guard from config: CIDRs or bare IPs.
 // IPv4-mapped IPv6 prefixes become the IPv4 prefix they cover, because

@@ -555,28 +555,15 @@ func encoded(h http.Header) bool {
 	return false
 }
 
-// hostOnly lowercases h (ASCII letters only) and drops a port and a
-// trailing dot. strings.ToLower would turn the Kelvin sign (U+212A) into
-// "k": an HTTP/2 :authority "\u212a.test" would pass for k.test, and the
-// upstream leg would send it as Host "xn--62g.test", another name.
+// hostOnly drops a port and brackets from h, then normalizes it
+// (policy.NormalizeHost: ASCII letters lowercased only, so the Kelvin sign
+// in an HTTP/2 :authority "\u212a.test" does not pass for k.test, which
+// the upstream leg would send as Host "xn--62g.test", another name).
 func hostOnly(h string) string {
 	if host, _, err := net.SplitHostPort(h); err == nil {
 		h = host
 	}
-	h = strings.TrimPrefix(strings.TrimSuffix(h, "]"), "[")
-	for i := 0; i < len(h); i++ {
-		if 'A' <= h[i] && h[i] <= 'Z' {
-			b := []byte(h)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			h = string(b)
-			break
-		}
-	}
-	return strings.TrimSuffix(h, ".")
+	return policy.NormalizeHost(strings.TrimPrefix(strings.TrimSuffix(h, "]"), "["))
 }
 
 type countingBody struct {

@@ -33,6 +33,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/standin/standin/client"
+	"github.com/standin/standin/internal/catalog"
 	"github.com/standin/standin/internal/store"
 	"github.com/standin/standin/internal/testutil"
 )
@@ -1053,5 +1054,30 @@ func TestProbeScrubberCache(t *testing.T) {
 	r.gw.mu.Unlock()
 	if n > 1 || size > 1024 {
 		t.Errorf("%d requests to distinct hosts left %d scrubber cache entries (%d bytes of keys), want at most 1 (the wildcard secret's)", len(hosts), n, size)
+	}
+}
+
+// TestNormalizeNames: the names the gateway compares fold ASCII letters
+// only; a non-ASCII letter that Unicode folds into an ASCII one stays
+// itself, so it never passes for the allowed name it resembles (SNI, Host,
+// the dialer's names, the secret's hosts).
+func TestNormalizeNames(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"API.Example.TEST.", "api.example.test"},
+		{"api.example.test", "api.example.test"},
+		{"\u212a.test", "\u212a.test"},               // Kelvin sign: strings.ToLower makes it "k"
+		{"\u0130stanbul.test", "\u0130stanbul.test"}, // dotted capital I
+	}
+	for _, tt := range tests {
+		if got := hostOnly(tt.in + ":443"); got != tt.want {
+			t.Errorf("hostOnly(%q) = %q, want %q", tt.in+":443", got, tt.want)
+		}
+		if got := normalizeName(tt.in); got != tt.want {
+			t.Errorf("normalizeName(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	hosts := []client.HostAuth{{Host: "k.test", Auth: client.AuthSlot{Type: "bearer"}}}
+	if got := catalog.SlotsFor(hosts, "\u212a.test"); len(got) != 0 {
+		t.Errorf("SlotsFor(k.test, %q) = %v, want no slot", "\u212a.test", got)
 	}
 }

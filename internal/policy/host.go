@@ -12,7 +12,7 @@ import (
 // SIGN) match "k", and DNS names are ASCII (internationalized names travel
 // as punycode). One trailing dot on either side is ignored.
 func MatchHost(pattern, host string) bool {
-	p, h := normalizeHost(pattern), normalizeHost(host)
+	p, h := NormalizeHost(pattern), NormalizeHost(host)
 	if h == "" {
 		return false
 	}
@@ -33,8 +33,12 @@ func matchWildcard(domain, host string) bool {
 	return ok && head != "" && !strings.HasSuffix(head, ".")
 }
 
-// normalizeHost lowercases (ASCII) and drops one trailing dot.
-func normalizeHost(h string) string {
+// NormalizeHost lowercases h's ASCII letters and nothing else, as DNS
+// names compare (RFC 4343), and drops one trailing dot. Every host name
+// standin compares goes through it, never strings.ToLower, which folds
+// some non-ASCII letters into ASCII ones (the Kelvin sign into "k"): a
+// name could then pass for an allowed one it only resembles.
+func NormalizeHost(h string) string {
 	return strings.TrimSuffix(asciiLower(h), ".")
 }
 

@@ -300,7 +300,7 @@ const (
 // family (0.0.0.0/0 or ::/0) unless an allow rule names it: the gateway never
 // resolves names the rules leave no address for.
 func (rs Rules) Decide(d Dest) Decision {
-	host := normalizeHost(d.Host)
+	host := NormalizeHost(d.Host)
 	addr := d.Addr
 	if !addr.IsValid() {
 		if a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); err == nil {
