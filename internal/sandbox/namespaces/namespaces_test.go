@@ -189,7 +189,15 @@ func TestDaemonDeath(t *testing.T) {
 	if err != nil || perr != nil {
 		t.Fatalf("helper daemon said %q, %v", line, err)
 	}
-	pidNS, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	// Held open until the test ends: once freed, the namespace's inode
+	// number goes to the next one made (a parallel test's sandbox), whose
+	// processes would look like leftovers of this one.
+	nsf, err := os.Open(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsf.Close()
+	pidNS, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", nsf.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}
