@@ -2,6 +2,7 @@ package namespaces
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -345,22 +346,43 @@ func TestUnavailable(t *testing.T) {
 	sandboxtest.WriteFile(t, bin, string(data), 0o755)
 
 	t.Run("not root", func(t *testing.T) {
-		cmd := exec.Command(bin)
-		cmd.Env = []string{helperEnv + "=new"}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: sandbox.DefaultUID, Gid: sandbox.DefaultGID}}
-		out, err := cmd.CombinedOutput()
+		out, err := outputOfCopy(func() *exec.Cmd {
+			cmd := exec.Command(bin)
+			cmd.Env = []string{helperEnv + "=new"}
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: sandbox.DefaultUID, Gid: sandbox.DefaultGID}}
+			return cmd
+		})
 		if err != nil || !strings.Contains(string(out), sandbox.ErrUnavailable.Error()) || !strings.Contains(string(out), "sudo standin serve") {
 			t.Errorf("New as uid %d = %q, %v; want ErrUnavailable saying to use sudo", sandbox.DefaultUID, out, err)
 		}
 	})
 	t.Run("no CAP_SYS_ADMIN", func(t *testing.T) {
-		cmd := exec.Command("setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", bin)
-		cmd.Env = []string{helperEnv + "=start"}
-		out, err := cmd.CombinedOutput()
+		out, err := outputOfCopy(func() *exec.Cmd {
+			cmd := exec.Command("setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", bin)
+			cmd.Env = []string{helperEnv + "=start"}
+			return cmd
+		})
 		if err != nil || !strings.HasPrefix(string(out), "true ") || !strings.Contains(string(out), "CAP_SYS_ADMIN") {
 			t.Errorf("Start without CAP_SYS_ADMIN = %q, %v; want ErrUnavailable naming CAP_SYS_ADMIN", out, err)
 		}
 	})
+}
+
+// outputOfCopy runs the command newCmd makes, which executes a binary the
+// test has just written, and returns its combined output. While the test
+// wrote it, a parallel test's fork could inherit the write descriptor
+// (until its exec closes it), so the first exec may fail with "text file
+// busy" (golang/go#22315): it is retried then, with a fresh command.
+func outputOfCopy(newCmd func() *exec.Cmd) ([]byte, error) {
+	for try := 0; ; try++ {
+		out, err := newCmd().CombinedOutput()
+		// setpriv reports it in its output.
+		busy := errors.Is(err, syscall.ETXTBSY) || bytes.Contains(out, []byte("Text file busy"))
+		if !busy || try == 50 {
+			return out, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func TestNewWithoutInit(t *testing.T) {
