@@ -337,29 +337,7 @@ func wsUpgrade(t *testing.T, rig *rig, tok string, up func(c net.Conn)) (*tls.Co
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
 		up(c)
 	}))
-	tc := tls.Client(rig.tunnel(t, "sb", ownHost+":"+port), &tls.Config{
-		ServerName: ownHost, RootCAs: rig.caPool, NextProtos: []string{"http/1.1"},
-	})
-	req := newReq(t, http.MethodGet, "https://"+ownHost+":"+port+"/v1/realtime", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", "websocket")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	if err := req.Write(tc); err != nil {
-		t.Fatal(err)
-	}
-	tc.SetDeadline(time.Now().Add(handshakeGuard))
-	br := bufio.NewReader(tc)
-	resp, err := http.ReadResponse(br, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("status %d: %s", resp.StatusCode, b)
-	}
-	return tc, br
+	return wsClientUpgrade(t, rig, port, tok, nil)
 }
 
 // TestProbeWebSocketPause: the upstream's WebSocket frame holds the value,

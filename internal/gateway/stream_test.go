@@ -567,34 +567,44 @@ func TestStreamWebSocket(t *testing.T) {
 				tt.upstream(c, brw)
 			}))
 
-			tc := tls.Client(rig.tunnel(t, "sb", ownHost+":"+port), &tls.Config{
-				ServerName: ownHost, RootCAs: rig.caPool, NextProtos: []string{"http/1.1"},
-			})
-			req := newReq(t, http.MethodGet, "https://"+ownHost+":"+port+"/v1/realtime", nil)
-			req.Header.Set("Authorization", "Bearer "+tok)
-			req.Header.Set("Connection", "Upgrade")
-			req.Header.Set("Upgrade", "websocket")
-			req.Header.Set("Sec-WebSocket-Version", "13")
-			req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-			for k, v := range tt.hdr {
-				req.Header[k] = v
-			}
-			if err := req.Write(tc); err != nil {
-				t.Fatal(err)
-			}
-			tc.SetDeadline(time.Now().Add(handshakeGuard))
-			br := bufio.NewReader(tc)
-			resp, err := http.ReadResponse(br, req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != http.StatusSwitchingProtocols {
-				b, _ := io.ReadAll(resp.Body)
-				t.Fatalf("status %d: %s", resp.StatusCode, b)
-			}
+			tc, br := wsClientUpgrade(t, rig, port, tok, tt.hdr)
 			tt.check(t, <-upHeader, tc, br)
 		})
 	}
+}
+
+// wsClientUpgrade opens a TLS flow from sandbox "sb" to ownHost:port and
+// upgrades it to WebSocket with tok as bearer token (and hdr's fields),
+// failing the test unless the answer is 101. The reader holds what came
+// after the 101's header.
+func wsClientUpgrade(t *testing.T, rig *rig, port, tok string, hdr http.Header) (*tls.Conn, *bufio.Reader) {
+	t.Helper()
+	tc := tls.Client(rig.tunnel(t, "sb", ownHost+":"+port), &tls.Config{
+		ServerName: ownHost, RootCAs: rig.caPool, NextProtos: []string{"http/1.1"},
+	})
+	req := newReq(t, http.MethodGet, "https://"+ownHost+":"+port+"/v1/realtime", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if err := req.Write(tc); err != nil {
+		t.Fatal(err)
+	}
+	tc.SetDeadline(time.Now().Add(handshakeGuard))
+	br := bufio.NewReader(tc)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	return tc, br
 }
 
 // largeSize is the size of TestStreamLarge's transfers: 1 GB, or 256 MB
