@@ -37,7 +37,8 @@ The config file is JSON; every field is optional:
                "dialGuard": ["203.0.113.0/24"],
                "upstreamCAFile": "/etc/ssl/internal-ca.pem",
                "resolver": "10.0.0.53:53"},
-   "runtime": "gvisor", "runscPath": "/usr/local/bin/runsc", "pool": 0}
+   "runtime": "gvisor", "runscPath": "/usr/local/bin/runsc", "pool": 0,
+   "maxFlows": 1024}
 Flags override the file.
 
 Examples:

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/standin/standin/internal/gateway"
+	"github.com/standin/standin/internal/sandbox/netstack"
 )
 
 // DefaultPort is where the API listens on loopback unless configured.
@@ -49,7 +50,16 @@ type Config struct {
 	// a create takes one at once instead of booting one (about 55 MiB of
 	// memory each while they wait). Default 0: every create boots its own.
 	Pool int `json:"pool"`
+	// MaxFlows is how many TCP connections one sandbox may have open
+	// through the gateway at once; more are refused (ECONNREFUSED inside)
+	// with a warning in the log. It bounds what one sandbox can make the
+	// daemon, which serves them all, hold. Default 0: 1024
+	// (netstack.DefaultMaxFlows).
+	MaxFlows int `json:"maxFlows"`
 }
+
+// maxMaxFlows bounds Config.MaxFlows: past it the bound protects nothing.
+const maxMaxFlows = 65536
 
 // maxPool bounds Config.Pool: a typo such as 1000 would otherwise start a
 // thousand sandboxes.
@@ -199,6 +209,9 @@ func (c *Config) Validate() error {
 	case RuntimeGVisor, RuntimeNamespaces, RuntimeNone:
 	default:
 		return &ConfigError{"runtime", c.Runtime, "want \"gvisor\", \"namespaces\" or \"none\""}
+	}
+	if c.MaxFlows < 0 || c.MaxFlows > maxMaxFlows {
+		return &ConfigError{"maxFlows", fmt.Sprint(c.MaxFlows), fmt.Sprintf("want 1 to %d connections per sandbox, or 0 for the default (%d)", maxMaxFlows, netstack.DefaultMaxFlows)}
 	}
 	if c.Pool < 0 || c.Pool > maxPool {
 		return &ConfigError{"pool", fmt.Sprint(c.Pool), fmt.Sprintf("want 0 to %d sandboxes", maxPool)}

@@ -21,6 +21,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{`{"gateway": {"resolver": "127.0.0.1"}}`, "gateway.resolver"},
 		{`{"runtime": "docker"}`, "runtime"},
 		{`{"runscPath": "bin/runsc"}`, "runscPath"},
+		{`{"maxFlows": -1}`, "maxFlows"},
+		{`{"maxFlows": 100000}`, "maxFlows"},
 		{`{"pool": -1}`, "pool"},
 		{`{"pool": 1000}`, "pool"},
 		{`{"pool": 2, "runtime": "none"}`, "pool"},

@@ -64,6 +64,8 @@ type runner struct {
 	stateDir string
 	caPEM    []byte
 	log      *slog.Logger
+	// maxFlows is each sandbox's netstack.Options.MaxFlows (Config.MaxFlows).
+	maxFlows int
 
 	mu   sync.Mutex
 	live map[string]*running // nil value: being started
@@ -347,7 +349,8 @@ func (o *runner) build(ctx context.Context, instID, owner string) (r *running, e
 			}
 			o.gw.HandleConn(connCtx, c, gateway.ConnMeta{SandboxID: id, Dst: dst, Name: name})
 		},
-		Logger: o.log,
+		MaxFlows: o.maxFlows,
+		Logger:   o.log,
 	})
 	if err != nil {
 		return r, fmt.Errorf("start sandbox: %w", err)

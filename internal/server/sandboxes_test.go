@@ -315,3 +315,35 @@ func TestShutdownStopsSandboxes(t *testing.T) {
 		t.Errorf("DeleteSandbox of a stopped sandbox: %v", err)
 	}
 }
+
+// TestMaxFlows: the config's maxFlows reaches each sandbox's network
+// stack. A sandbox that holds connections open (connected, sending
+// nothing: the gateway waits for their first bytes) gets that many and
+// then ECONNREFUSED. Nothing is dialed upstream: no connection sends a
+// byte.
+func TestMaxFlows(t *testing.T) {
+	cfg := sandboxConfig(t)
+	cfg.MaxFlows = 4
+	c := startServer(t, cfg)
+	ctx := context.Background()
+	if _, err := c.CreateSandbox(ctx, client.SandboxCreate{Name: "sb"}); err != nil {
+		t.Fatalf("CreateSandbox: %v", err)
+	}
+	prog := `
+import socket
+held, refused = [], 0
+for i in range(7):
+    s = socket.socket()
+    s.settimeout(10)
+    try:
+        s.connect(("192.0.2.1", 443))
+        held.append(s)
+    except ConnectionRefusedError:
+        refused += 1
+print(len(held), refused)
+`
+	got := execIn(t, c, "sb", client.ExecRequest{Args: []string{"python3", "-c", prog}})
+	if got.Exit != 0 || strings.TrimSpace(got.Stdout) != "4 3" {
+		t.Errorf("7 connections held open with maxFlows 4: exit %d, %q (stderr %q); want 4 held, 3 refused", got.Exit, got.Stdout, got.Stderr)
+	}
+}

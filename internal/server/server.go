@@ -109,6 +109,7 @@ func (s *Server) Run(ctx context.Context) error {
 		logger.Warn(`no sandbox runtime ("runtime": "none"): sandboxes are records only; standin runs none of them and exec is refused`)
 	} else {
 		run = newRunner(rt, gw, d.Store, cfg.DataDir, logger)
+		run.maxFlows = cfg.MaxFlows
 		if err := run.cleanup(ctx); err != nil {
 			return err
 		}
