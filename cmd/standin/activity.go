@@ -141,5 +141,5 @@ func parseWhen(s string, now time.Time, flagName string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
-	return time.Time{}, &usageError{msg: fmt.Sprintf("--%s %q: want an RFC 3339 time (2026-01-02T15:04:05Z) or a duration (90m)", flagName, s)}
+	return time.Time{}, &usageError{msg: fmt.Sprintf("--%s: want an RFC 3339 time (2026-01-02T15:04:05Z) or a duration (90m)", flagName)}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 
@@ -189,9 +190,11 @@ func parse(fs *flag.FlagSet, args []string, minPos, maxPos int, what string) ([]
 	if len(pos) < minPos || (maxPos >= 0 && len(pos) > maxPos) {
 		msg := fmt.Sprintf("%s: want %s", fs.Name(), what)
 		if len(pos) > 0 && maxPos >= 0 && len(pos) > maxPos {
-			msg = fmt.Sprintf("%s: unexpected argument %q; want %s", fs.Name(), pos[maxPos], what)
+			// Not echoed: the usual extra argument is a secret value
+			// typed where stdin was meant.
+			msg = fmt.Sprintf("%s: %d arguments, want %s", fs.Name(), len(pos), what)
 		}
-		return nil, &usageError{msg: msg, hint: fmt.Sprintf("run `standin %s --help`", fs.Name())}
+		return nil, &usageError{msg: msg, hint: fmt.Sprintf("run `standin %s --help`; secret values are read from stdin, never from arguments", fs.Name())}
 	}
 	return pos, nil
 }
@@ -203,10 +206,15 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return flag.ErrHelp // the flag package has printed the help
 		}
-		return &usageError{msg: err.Error(), hint: fmt.Sprintf("run `standin %s --help`", fs.Name())}
+		return &usageError{msg: flagValueRE.ReplaceAllString(err.Error(), "value"), hint: fmt.Sprintf("run `standin %s --help`", fs.Name())}
 	}
 	return nil
 }
+
+// flagValueRE matches the quoted flag value in the flag package's errors
+// ("invalid value \"x\" for flag -n"), which is dropped: a value given to
+// the wrong flag may be a credential.
+var flagValueRE = regexp.MustCompile(`value "(?:[^"\\]|\\.)*"`)
 
 // parseConnect is parse, then connect: the start of a command that needs
 // no other check before it calls the API.

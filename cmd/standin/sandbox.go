@@ -56,7 +56,7 @@ func cmdSandbox(ctx context.Context, args []string, stdio *IO) error {
 func parseBinding(s string) (env, secret string, err error) {
 	env, secret, ok := strings.Cut(s, "=")
 	if !ok || env == "" || secret == "" {
-		return "", "", &usageError{msg: fmt.Sprintf("binding %q: want ENV=SECRET", s),
+		return "", "", &usageError{msg: "binding: want ENV=SECRET (not echoed: it may be a credential)",
 			hint: "e.g. ANTHROPIC_API_KEY=anthropic-prod"}
 	}
 	return env, secret, nil

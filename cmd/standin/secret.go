@@ -125,7 +125,7 @@ func parseHostAuth(s, defAuth string) (client.HostAuth, error) {
 func parseAuth(spec string) (client.AuthSlot, error) {
 	kind, rest, _ := strings.Cut(spec, ":")
 	bad := func(msg string) (client.AuthSlot, error) {
-		return client.AuthSlot{}, &usageError{msg: fmt.Sprintf("auth %q: %s", spec, msg),
+		return client.AuthSlot{}, &usageError{msg: "auth (of --auth or --host HOST=AUTH): " + msg,
 			hint: "use bearer, header:NAME[:TEMPLATE], basic[:USER], basic-user or query:PARAM"}
 	}
 	switch kind {

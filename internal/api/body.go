@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"strings"
@@ -145,6 +146,15 @@ func (b secretBytes) String() string { return fmt.Sprintf("[secret, %d bytes]", 
 
 // GoString never shows the value.
 func (b secretBytes) GoString() string { return b.String() }
+
+// Format never shows the value: without it %d, %x and %U print the bytes.
+func (b secretBytes) Format(f fmt.State, _ rune) { io.WriteString(f, b.String()) }
+
+// LogValue never shows the value: slog's text handler prints a []byte raw.
+func (b secretBytes) LogValue() slog.Value { return slog.StringValue(b.String()) }
+
+// MarshalJSON never shows the value: encoding/json would write its base64.
+func (b secretBytes) MarshalJSON() ([]byte, error) { return json.Marshal(b.String()) }
 
 // unquoteJSON decodes a JSON string literal (already checked by the
 // decoder) into a new slice. The output is never longer than the input, so

@@ -57,8 +57,14 @@ func (s *Server) createSecret(w http.ResponseWriter, r *http.Request) error {
 	default:
 		p, ok := catalog.Lookup(provider)
 		if !ok {
+			// A value that passes the shape test (lowercase hex, say) is
+			// still hidden when it is this request's value.
+			what := quoteName(provider)
+			if containsValue(provider, req.Value) {
+				what = "(the secret value: it belongs in \"value\" only)"
+			}
 			return badRequest(CodeUnknownProvider, "unknown provider %s; run `standin providers` to see the ids, or use \"custom\" with hosts",
-				quoteName(provider))
+				what)
 		}
 		prov = &p
 		if len(hosts) == 0 {
