@@ -236,16 +236,20 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 		// the upstream may answer before it has all of it (gRPC, early
 		// heads): the body must go on to the upstream, and a body the
 		// server closed under the transport aborted the upstream stream
-		// and cut the sandbox's response short. Known limit (Go's, not
-		// fixed here: golang/go#68560): a body still unread when the
-		// response ends is read to its end by the server afterwards,
-		// which can make it drop that keep-alive connection with a
-		// recovered panic; the response itself is complete.
+		// and cut the sandbox's response short. A body still unread when
+		// the response ends is closed after ServeHTTP (below).
 		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
 			g.logger.Debug("enable full duplex", "error", err)
 		}
 	}
 	rp.ServeHTTP(cw, out)
+	// The transport may still be reading the body (an upstream that
+	// answered without reading it): closing it here, before the server
+	// reads the next request from this connection, ends that read under
+	// the body's lock. Left to the server, the two reads raced, and it
+	// dropped the connection with a recovered panic, losing a pipelined
+	// request (golang/go#68560).
+	r.Body.Close()
 	switch {
 	case status != 0:
 		st.outcome = "error"
