@@ -64,6 +64,17 @@ func bearerOn(hosts ...string) []client.HostAuth {
 
 // hookDials makes every upstream connection of r go through a recorder that
 // refuses any address outside 127.0.0.0/8. Call it right after newRig,
+// onlyUpstream fails the test if the gateway dialed anything but the
+// rig's fake upstream.
+func (l *dialLog) onlyUpstream(tb testing.TB, r *rig) {
+	tb.Helper()
+	for _, d := range l.tried() {
+		if d != r.up.addr.String() {
+			tb.Errorf("gateway dialed %s, want only the upstream", d)
+		}
+	}
+}
+
 // before any request.
 func hookDials(tb testing.TB, r *rig) *dialLog {
 	tb.Helper()
@@ -650,11 +661,7 @@ func TestAttackSwapLocation(t *testing.T) {
 			}
 		}
 	})
-	for _, d := range dials.tried() {
-		if d != r.up.addr.String() {
-			t.Errorf("gateway dialed %s, want only the upstream", d)
-		}
-	}
+	dials.onlyUpstream(t, r)
 }
 
 // upstreamCA returns the certificate that signed the rig's upstream.
@@ -1197,11 +1204,7 @@ func TestAttackSmuggling(t *testing.T) {
 			assertNoRealForm(t, realA, "raw bytes", raw)
 		})
 	}
-	for _, d := range dials.tried() {
-		if d != r.up.addr.String() {
-			t.Errorf("gateway dialed %s, want only a.test's upstream", d)
-		}
-	}
+	dials.onlyUpstream(t, r)
 }
 
 // TestAttackProxyAuth: the explicit proxy serves nobody it cannot name.

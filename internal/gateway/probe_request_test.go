@@ -464,11 +464,7 @@ func TestProbeSlotConfusion(t *testing.T) {
 			}
 		})
 	}
-	for _, d := range dials.tried() {
-		if d != r.up.addr.String() {
-			t.Errorf("gateway dialed %s, want only the upstream", d)
-		}
-	}
+	dials.onlyUpstream(t, r)
 }
 
 // TestProbeHostForms: Host (HTTP/1.1) and :authority (HTTP/2) spelled in
@@ -577,11 +573,7 @@ func TestProbeHostForms(t *testing.T) {
 			t.Errorf("CONNECT \\u212a.test:443: status %d, want 400", resp.StatusCode)
 		}
 	})
-	for _, d := range dials.tried() {
-		if d != r.up.addr.String() {
-			t.Errorf("gateway dialed %s, want only the upstream", d)
-		}
-	}
+	dials.onlyUpstream(t, r)
 }
 
 // TestProbeIPv4Forms: names that a C resolver (inet_aton) reads as
