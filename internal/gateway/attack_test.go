@@ -64,6 +64,14 @@ func bearerOn(hosts ...string) []client.HostAuth {
 
 // hookDials makes every upstream connection of r go through a recorder that
 // refuses any address outside 127.0.0.0/8. Call it right after newRig,
+// before any request.
+func hookDials(tb testing.TB, r *rig) *dialLog {
+	tb.Helper()
+	l := &dialLog{}
+	r.gw.cfg.Dialer.dialFunc = l.loopbackOnly(tb)
+	return l
+}
+
 // onlyUpstream fails the test if the gateway dialed anything but the
 // rig's fake upstream.
 func (l *dialLog) onlyUpstream(tb testing.TB, r *rig) {
@@ -73,14 +81,6 @@ func (l *dialLog) onlyUpstream(tb testing.TB, r *rig) {
 			tb.Errorf("gateway dialed %s, want only the upstream", d)
 		}
 	}
-}
-
-// before any request.
-func hookDials(tb testing.TB, r *rig) *dialLog {
-	tb.Helper()
-	l := &dialLog{}
-	r.gw.cfg.Dialer.dialFunc = l.loopbackOnly(tb)
-	return l
 }
 
 // assertNoDials fails if the gateway tried to connect anywhere.
