@@ -35,7 +35,7 @@ func cmdAdmin(ctx context.Context, args []string, stdio *IO) error {
 		return nil
 	}
 	if args[0] != "rotate-master-key" {
-		return &usageError{msg: fmt.Sprintf("admin: unknown subcommand %q", args[0]), hint: "standin admin rotate-master-key"}
+		return &usageError{msg: "admin: unknown subcommand " + showWord(args[0]), hint: "standin admin rotate-master-key"}
 	}
 	fs := newFlags("admin rotate-master-key", adminHelp, stdio)
 	dataDir := fs.String("data-dir", server.DefaultDataDir(), "data directory")

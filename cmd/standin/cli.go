@@ -120,7 +120,20 @@ func run(ctx context.Context, args []string, stdio *IO) error {
 	if c, ok := commands[cmd]; ok {
 		return c(ctx, rest, stdio)
 	}
-	return &usageError{msg: fmt.Sprintf("unknown command %q", cmd), hint: "run `standin --help` for the list of commands"}
+	return &usageError{msg: "unknown command " + showWord(cmd), hint: "run `standin --help` for the list of commands"}
+}
+
+// commandWordRE matches what a mistyped command looks like.
+var commandWordRE = regexp.MustCompile(`^[a-z][a-z-]{0,23}$`)
+
+// showWord quotes an unknown command word for an error, unless it does
+// not look like one: then it may be a credential pasted in the wrong
+// place, and only its length is shown.
+func showWord(s string) string {
+	if commandWordRE.MatchString(s) {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("(%d characters, not shown: it does not look like a command name)", len(s))
 }
 
 // commands are the top-level commands, by name and alias.
@@ -373,7 +386,7 @@ func dispatch(ctx context.Context, group, help string, subs map[string]subcomman
 	}
 	sub, ok := subs[args[0]]
 	if !ok {
-		return &usageError{msg: fmt.Sprintf("%s: unknown command %q", group, args[0]), hint: "run `standin " + group + " --help`"}
+		return &usageError{msg: group + ": unknown command " + showWord(args[0]), hint: "run `standin " + group + " --help`"}
 	}
 	return sub(ctx, args[1:], stdio)
 }

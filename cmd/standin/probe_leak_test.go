@@ -26,6 +26,9 @@ func TestArgValueNotEchoed(t *testing.T) {
 		{"value as int flag", []string{"secret", "activity", "gh", "--limit=" + v}},
 		{"value as binding", []string{"sandbox", "attach", "box", v}},
 		{"value as since", []string{"secret", "activity", "gh", "--since", v}},
+		{"value as command", []string{v}},
+		{"value as subcommand", []string{"secret", v}},
+		{"value as admin subcommand", []string{"admin", v}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
