@@ -211,6 +211,7 @@ const (
 	reasonTarget       = "request target must be a path"
 	reasonPlainHTTP    = "credential over plain HTTP refused"
 	reasonSpecial      = "resolves to a special-purpose address"
+	reasonRulesChanged = "destination denied by the new network rules"
 )
 
 var (

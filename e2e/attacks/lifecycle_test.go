@@ -1,8 +1,10 @@
 package attacks
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/standin/standin/e2e/harness"
 )
@@ -23,6 +25,55 @@ func TestLifecycle(t *testing.T) {
 	bin := attackerBin(t, sb)
 	revokeDuringStream(t, sb, bin, secrets)
 	rotateAndDetach(t, sb, secrets["KEY_ROTATE"], reals["KEY_ROTATE"])
+	rulesChangeDuringFlow(t, sb, args)
+}
+
+// rulesChangeDuringFlow: the agent opens a connection to a host while its
+// rules allow it, and keeps using it after the operator denied the host.
+// The flow is spliced (otherHost has no secret), so no request on it is
+// judged on its own: the rules change itself must close it, before the
+// CLI returns. rules are the sandbox's rules as created; the attack allows
+// otherHost too, then goes back to them.
+func rulesChangeDuringFlow(t *testing.T, sb string, rules []string) {
+	var network []string
+	for i := 0; i+1 < len(rules); i += 2 {
+		if rules[i] == "--allow-out" || rules[i] == "--deny-out" {
+			network = append(network, rules[i], rules[i+1])
+		}
+	}
+	run(t, "timing/rules change during an open flow", func(t *testing.T, a *attack) {
+		id := harness.Uniq(t, "hold")
+		harness.MustCLI(t, "", append([]string{"sandbox", "network", sb, "--allow-out", otherHost}, network...)...)
+		mark, logAt := harness.Srv.Up.Mark(), logMark()
+		done := startExec(t, sb, "python3", harness.Path(filepath.Join("attacks", "testdata", "hold.py")), otherHost, id)
+		deadline := time.Now().Add(time.Minute)
+		for len(harness.Srv.Up.Since(mark, otherHost)) == 0 {
+			select {
+			case r := <-done:
+				t.Fatalf("holder ended before its first request: exit %d\n%s", r.Code, r.Output())
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the holder's first request never reached the upstream")
+			}
+		}
+		harness.MustCLI(t, "", append([]string{"sandbox", "network", sb}, network...)...)
+		if r := harness.Exec(t, sb, "touch", "/tmp/hold-"+id); r.Code != 0 {
+			t.Fatalf("touch: %s", r.Output())
+		}
+		r := <-done
+		a.sandboxSaw(r)
+		want := "before: 200\nafter: ERR "
+		a.want(r.Code == 0 && strings.HasPrefix(r.Stdout, want), "holder: exit %d, printed %q; want %q and the exception", r.Code, r.Stdout, want)
+		got := harness.Srv.Up.Since(mark, "")
+		a.upstream(got, "")
+		a.want(len(got) == 1 && got[0].Path == "/hold-before/"+id, "upstream got %v, want the first request only", got)
+		closed := false
+		for _, l := range logLines(logAt, "flow closed", "") {
+			closed = closed || (l["host"] == otherHost && l["reason"] == reasonRulesChanged)
+		}
+		a.want(closed, "no %q log line for %s with reason %q", "flow closed", otherHost, reasonRulesChanged)
+	})
 }
 
 // revokeDuringStream: the agent holds an event stream open and keeps using

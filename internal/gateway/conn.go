@@ -53,6 +53,7 @@ const (
 	ReasonUnavailable   = "secret store or vault unavailable"
 	ReasonConnectTunnel = "CONNECT inside an intercepted flow"
 	ReasonUpstream      = "upstream unreachable"
+	ReasonRulesChanged  = "destination denied by the new network rules"
 )
 
 // HandleConn serves one connection from a sandbox (entry point b). It
@@ -145,7 +146,7 @@ func (g *Gateway) handleFlow(ctx context.Context, c net.Conn, sandboxID, host, p
 			src.Close()
 		}
 	default:
-		g.splice(ctx, src, sb, host, port, log)
+		g.splice(ctx, src, snap, sb, host, port, log)
 	}
 }
 
@@ -221,14 +222,19 @@ func (g *Gateway) intercept(ctx context.Context, c net.Conn, info connInfo, log 
 }
 
 // splice connects to host:port by name and copies bytes both ways,
-// without looking inside (an allowed flow with no secret).
-func (g *Gateway) splice(ctx context.Context, c net.Conn, sb *sandboxInfo, host, port string, log interface {
+// without looking inside (an allowed flow with no secret). Both sides are
+// closed if a rules change denies the flow.
+func (g *Gateway) splice(ctx context.Context, c net.Conn, snap *snapshot, sb *sandboxInfo, host, port string, log interface {
 	Info(string, ...any)
 }) {
 	defer c.Close()
 	up, err := g.cfg.Dialer.Dial(ctx, host, port, sb.Rules)
 	if err != nil {
 		log.Info("flow refused", "reason", ReasonUpstream, "error", err)
+		return
+	}
+	if up, err = g.track(up, snap, sb.ID, host, c); err != nil {
+		log.Info("flow refused", "reason", ReasonRulesChanged, "error", err)
 		return
 	}
 	defer up.Close()

@@ -126,23 +126,13 @@ func (d *Dialer) targets(ctx context.Context, host, port string, rules policy.Ru
 	}
 
 	if ovr, ok := d.Overrides[normalizeName(host)]; ok {
-		// Trusted config chose these addresses, so they skip the
-		// special-address check; the host name is the sandbox's, so the
-		// domain rules judge it. The CIDR rules still judge the targets
-		// as they would a resolved address: otherwise allowOut ["a.com"]
-		// with denyOut ["0.0.0.0/0"] would let an overridden name through.
-		dec := rules.Decide(policy.Dest{Host: host})
-		if !dec.Allow {
+		if !rules.Decide(policy.Dest{Host: host}).Allow {
 			return nil, &DialError{Host: host, Reason: ReasonDenied}, nil
 		}
 		for _, ap := range ovr {
 			a := ap.Addr().Unmap().WithZone("")
-			if dec.Reason != policy.ReasonAllowRule && cidrDenied(rules, a) {
-				refuse(a, ReasonDenied)
-				continue
-			}
-			if !d.guarded(a) {
-				refuse(a, ReasonGuard)
+			if reason := d.refusal(host, a, rules); reason != "" {
+				refuse(a, reason)
 				continue
 			}
 			out = append(out, netip.AddrPortFrom(a, ap.Port()))
@@ -172,29 +162,47 @@ func (d *Dialer) targets(ctx context.Context, host, port string, rules policy.Ru
 	}
 
 	for _, a := range addrs {
-		if !a.IsValid() {
-			refuse(a, ReasonSpecial)
-			continue
-		}
 		// A zone picks an interface of this machine; upstreams have none.
 		a = a.Unmap().WithZone("")
-		// The rules first, so that the refusal names the real defence; the
-		// guard is the last line, whatever the rules said.
-		if dec := rules.Decide(policy.Dest{Host: host, Addr: a}); !dec.Allow {
-			reason := ReasonDenied
-			if dec.Reason == policy.ReasonSpecialAddr {
-				reason = ReasonSpecial
-			}
+		if reason := d.refusal(host, a, rules); reason != "" {
 			refuse(a, reason)
-			continue
-		}
-		if !d.guarded(a) {
-			refuse(a, ReasonGuard)
 			continue
 		}
 		out = append(out, netip.AddrPortFrom(a, uint16(p)))
 	}
 	return out, refused, nil
+}
+
+// refusal says why rules (or the guard) do not let the gateway connect to
+// a for host, or returns "" if they do: the check Dial makes of each
+// address, also made again of open connections after a rules change.
+func (d *Dialer) refusal(host string, a netip.Addr, rules policy.Rules) string {
+	if !a.IsValid() {
+		return ReasonSpecial
+	}
+	a = a.Unmap().WithZone("")
+	if _, ok := d.Overrides[normalizeName(host)]; ok {
+		// Trusted config chose a, so it skips the special-address
+		// check; the host name is the sandbox's, so the domain rules
+		// judge it. The CIDR rules still judge a as they would a
+		// resolved address: otherwise allowOut ["a.com"] with denyOut
+		// ["0.0.0.0/0"] would let an overridden name through.
+		dec := rules.Decide(policy.Dest{Host: host})
+		if !dec.Allow || (dec.Reason != policy.ReasonAllowRule && cidrDenied(rules, a)) {
+			return ReasonDenied
+		}
+	} else if dec := rules.Decide(policy.Dest{Host: host, Addr: a}); !dec.Allow {
+		// The rules first, so that the refusal names the real defence;
+		// the guard is the last line, whatever the rules said.
+		if dec.Reason == policy.ReasonSpecialAddr {
+			return ReasonSpecial
+		}
+		return ReasonDenied
+	}
+	if !d.guarded(a) {
+		return ReasonGuard
+	}
+	return ""
 }
 
 // cidrDenied reports whether a deny CIDR of rules covers a and no allow

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/standin/standin/internal/audit"
-	"github.com/standin/standin/internal/policy"
 	"github.com/standin/standin/internal/standin"
 	"github.com/standin/standin/internal/vault"
 )
@@ -33,6 +32,7 @@ type Gateway struct {
 	mitm     *http.Server
 	mitmConn chanListener
 	conns    sync.Map // *tls.Conn -> *connInfo
+	live     sync.Map // *liveConn -> struct{}: open upstream connections
 
 	mu         sync.Mutex
 	values     map[string]cachedValue     // secret id -> unsealed value
@@ -121,7 +121,8 @@ func (g *Gateway) Close() error {
 
 // Invalidate makes the next request read sandboxes, bindings, rules and
 // secrets afresh: a detach, delete or rotation takes effect at once. Cached
-// values are wiped and upstream pools (dialed under old rules) dropped.
+// values are wiped and upstream pools (dialed under old rules) dropped;
+// open upstream connections that the new rules deny are closed (live.go).
 func (g *Gateway) Invalidate() {
 	g.ix.invalidate()
 	g.mu.Lock()
@@ -136,6 +137,7 @@ func (g *Gateway) Invalidate() {
 	for _, t := range old {
 		t.CloseIdleConnections()
 	}
+	g.rejudge()
 }
 
 // value returns the secret's real value: the one place the vault unseals.
@@ -160,20 +162,22 @@ func (g *Gateway) value(sec *secretInfo) (vault.Value, error) {
 // has its own, since a pooled connection was dialed under one sandbox's
 // rules. It speaks HTTP/2 where the upstream offers it (gRPC, trailers),
 // else HTTP/1.1; upgrade requests (WebSocket) go over HTTP/1.1.
-func (g *Gateway) transport(sb *sandboxInfo) *http.Transport {
+func (g *Gateway) transport(snap *snapshot, sb *sandboxInfo) *http.Transport {
 	key := sb.ID
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if t := g.transports[key]; t != nil {
 		return t
 	}
-	t := g.newTransport(sb.Rules)
+	t := g.newTransport(snap, sb)
 	g.transports[key] = t
 	return t
 }
 
-// newTransport returns an upstream connection pool that dials under rules.
-func (g *Gateway) newTransport(rules policy.Rules) *http.Transport {
+// newTransport returns an upstream connection pool for sandbox sb that
+// dials under its rules in snap.
+func (g *Gateway) newTransport(snap *snapshot, sb *sandboxInfo) *http.Transport {
+	rules, id := sb.Rules, sb.ID
 	return &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			host, port, err := net.SplitHostPort(addr)
@@ -182,6 +186,9 @@ func (g *Gateway) newTransport(rules policy.Rules) *http.Transport {
 			}
 			c, err := g.cfg.Dialer.Dial(ctx, host, port, rules)
 			if err != nil {
+				return nil, err
+			}
+			if c, err = g.track(c, snap, id, host, nil); err != nil {
 				return nil, err
 			}
 			return &readAheadConn{Conn: c}, nil

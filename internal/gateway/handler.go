@@ -39,6 +39,10 @@ const ReasonEncoded = "upstream response is compressed and cannot be scrubbed"
 
 var errEncoded = errors.New(ReasonEncoded)
 
+// ReasonCutShort is why a response that had begun did not end: the
+// upstream or the sandbox went away, or a rules change closed the flow.
+const ReasonCutShort = "response cut short"
+
 // ReasonRequestTarget is why a request whose target is not a path (nor an
 // absolute URI of the flow's host) is refused: an opaque target such as
 // "x:https://other.example/" has no URL.Host to check, and would reach the
@@ -68,6 +72,21 @@ func (g *Gateway) serveMITM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := &reqState{start: g.cfg.Now()}
+	defer func() {
+		// ReverseProxy aborts a response cut short after its head went
+		// out (the upstream or the sandbox went away, or a rules change
+		// closed the flow) with http.ErrAbortHandler, for the server to
+		// recover. The request still gets its record and log line, with
+		// the status the sandbox got: the upstream's.
+		if p := recover(); p != nil {
+			st.outcome = "error"
+			if st.reason == "" {
+				st.reason = ReasonCutShort
+			}
+			g.finish(r, ci, st, st.upstream)
+			panic(p)
+		}
+	}()
 	status := g.handle(w, r, ci, st)
 	g.finish(r, ci, st, status)
 }
@@ -353,10 +372,10 @@ func (g *Gateway) scrubber(snap *snapshot, sb *sandboxInfo, host string) (*Scrub
 // the sandbox's later requests under the old rules.
 func (g *Gateway) upstreamTransport(snap *snapshot, sb *sandboxInfo) (*http.Transport, func()) {
 	var t *http.Transport
-	if g.ix.whileCurrent(snap, func() { t = g.transport(sb) }) {
+	if g.ix.whileCurrent(snap, func() { t = g.transport(snap, sb) }) {
 		return t, func() {}
 	}
-	t = g.newTransport(sb.Rules)
+	t = g.newTransport(snap, sb)
 	return t, t.CloseIdleConnections
 }
 
