@@ -41,23 +41,18 @@ func openAll(t *testing.T, rig *rig, tok string) *openFlows {
 	port := rig.ownUpstream(false, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v1/realtime":
-			c, brw, err := http.NewResponseController(w).Hijack()
-			if err != nil {
-				t.Errorf("upstream hijack: %v", err)
-				return
-			}
-			defer c.Close()
-			io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-			buf := make([]byte, 64)
-			for {
-				n, err := brw.Read(buf)
-				if err != nil {
-					return
+			acceptUpgrade(t, w, func(c net.Conn, brw *bufio.ReadWriter) {
+				buf := make([]byte, 64)
+				for {
+					n, err := brw.Read(buf)
+					if err != nil {
+						return
+					}
+					f.wsGot.Write(buf[:n])
+					// Echoed as one unmasked text frame.
+					c.Write(append([]byte{0x81, byte(n)}, buf[:n]...))
 				}
-				f.wsGot.Write(buf[:n])
-				// Echoed as one unmasked text frame.
-				c.Write(append([]byte{0x81, byte(n)}, buf[:n]...))
-			}
+			})
 		case "/v1/held-stream":
 			w.Header().Set("Content-Type", "text/event-stream")
 			io.WriteString(w, "data: one\n\n")

@@ -328,14 +328,7 @@ func wsUpgrade(t *testing.T, rig *rig, tok string, up func(c net.Conn)) (*tls.Co
 		if !checkBearer(w, r, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) {
 			return
 		}
-		c, _, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Errorf("upstream hijack: %v", err)
-			return
-		}
-		defer c.Close()
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		up(c)
+		acceptUpgrade(t, w, func(c net.Conn, _ *bufio.ReadWriter) { up(c) })
 	}))
 	return wsClientUpgrade(t, rig, port, tok, nil)
 }

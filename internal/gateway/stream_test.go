@@ -557,20 +557,27 @@ func TestStreamWebSocket(t *testing.T) {
 			upHeader := make(chan http.Header, 1)
 			port := rig.ownUpstream(tt.h2, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				upHeader <- r.Header.Clone()
-				c, brw, err := http.NewResponseController(w).Hijack()
-				if err != nil {
-					t.Errorf("upstream hijack: %v", err)
-					return
-				}
-				defer c.Close()
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-				tt.upstream(c, brw)
+				acceptUpgrade(t, w, tt.upstream)
 			}))
 
 			tc, br := wsClientUpgrade(t, rig, port, tok, tt.hdr)
 			tt.check(t, <-upHeader, tc, br)
 		})
 	}
+}
+
+// acceptUpgrade is an upstream's side of a WebSocket upgrade: it takes
+// the connection over, answers 101, and hands it to fn, closing it when fn
+// returns.
+func acceptUpgrade(t *testing.T, w http.ResponseWriter, fn func(c net.Conn, brw *bufio.ReadWriter)) {
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		t.Errorf("upstream hijack: %v", err)
+		return
+	}
+	defer c.Close()
+	io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	fn(c, brw)
 }
 
 // wsClientUpgrade opens a TLS flow from sandbox "sb" to ownHost:port and
