@@ -69,7 +69,7 @@ func rulesChangeDuringFlow(t *testing.T, sb string, rules []string) {
 		a.upstream(got, "")
 		a.want(len(got) == 1 && got[0].Path == "/hold-before/"+id, "upstream got %v, want the first request only", got)
 		closed := false
-		for _, l := range logLines(logAt, "flow closed", "") {
+		for _, l := range logLines(logAt, "flow closed", sb) {
 			closed = closed || (l["host"] == otherHost && l["reason"] == reasonRulesChanged)
 		}
 		a.want(closed, "no %q log line for %s with reason %q", "flow closed", otherHost, reasonRulesChanged)

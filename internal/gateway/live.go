@@ -105,7 +105,12 @@ func (g *Gateway) rejudge() {
 			reason = g.refusal(snap, c)
 		}
 		if reason != "" {
-			g.logger.Info("flow closed", "reason", ReasonRulesChanged, "decision", reason, "sandbox_id", c.sandboxID, "host", c.host)
+			name := "" // a deleted sandbox's name is gone with it
+			if err == nil && snap.sandboxes[c.sandboxID] != nil {
+				name = snap.sandboxes[c.sandboxID].Name
+			}
+			g.logger.Info("flow closed", "reason", ReasonRulesChanged, "decision", reason,
+				"sandbox", name, "sandbox_id", c.sandboxID, "host", c.host)
 			c.cut()
 		}
 		return true
