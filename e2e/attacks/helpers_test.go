@@ -212,6 +212,7 @@ const (
 	reasonPlainHTTP    = "credential over plain HTTP refused"
 	reasonSpecial      = "resolves to a special-purpose address"
 	reasonRulesChanged = "destination denied by the new network rules"
+	reasonCutRevoked   = "secret revoked during the request"
 )
 
 var (

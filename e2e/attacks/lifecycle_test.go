@@ -1,6 +1,7 @@
 package attacks
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,10 +78,11 @@ func rulesChangeDuringFlow(t *testing.T, sb string, rules []string) {
 }
 
 // revokeDuringStream: the agent holds an event stream open and keeps using
-// its stand-in after the secret is revoked. The stream, allowed when it
-// started, goes on; every request after the revocation, on the same
-// connection (HTTP/2: while the stream is still open) or a new one, is
-// refused with secret_revoked and reaches nothing.
+// its stand-in after the secret is revoked. The stream is cut before the
+// CLI returns (the upstream would hold it open for ever); every request
+// after the revocation, with the same client (HTTP/2: on the same
+// connection, which the cut stream leaves open) or a new one, is refused
+// with secret_revoked and reaches nothing.
 func revokeDuringStream(t *testing.T, sb, bin string, secrets map[string]string) {
 	tests := []struct {
 		name   string
@@ -99,27 +101,21 @@ func revokeDuringStream(t *testing.T, sb, bin string, secrets map[string]string)
 		run(t, "timing/"+tt.name, func(t *testing.T, a *attack) {
 			id := harness.Uniq(t, "stream")
 			st := newStream(t, id)
-			mark := harness.Srv.Up.Mark()
-			// Over HTTP/2 the upstream holds the stream open after the
-			// second event; over HTTP/1.1 it ends it.
-			streamURL := "https://" + apiHost + "/sse/" + id + "?hold=1"
-			if tt.h1 {
-				streamURL = "https://" + apiHost + "/sse/" + id
-			}
-			argv := []string{bin, "stream", "-env", tt.env, "-url", streamURL, "-after", "https://" + apiHost + "/after/" + id}
+			mark, logAt := harness.Srv.Up.Mark(), logMark()
+			// The upstream sends one event, then holds the stream until
+			// the client or the gateway ends it: it is never released.
+			argv := []string{bin, "stream", "-env", tt.env, "-url", "https://" + apiHost + "/sse/" + id,
+				"-after", "https://" + apiHost + "/after/" + id}
 			if tt.h1 {
 				argv = append(argv, "-h1")
 			}
 			done := startExec(t, sb, argv...)
-			// The upstream has flushed the first event: the stream is
-			// open. Revoke, then let the second event go.
 			select {
 			case <-st.opened:
 			case r := <-done:
 				t.Fatalf("attacker ended before the stream opened: exit %d\n%s", r.Code, r.Output())
 			}
 			tt.revoke(t)
-			st.Release()
 			r := <-done
 			a.sandboxSaw(r)
 			if r.Code != 0 {
@@ -130,17 +126,21 @@ func revokeDuringStream(t *testing.T, sb, bin string, secrets map[string]string)
 				proto = "HTTP/1.1"
 			}
 			lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+			refused := " status=403 proto=" + proto + " error=secret_revoked body=" + `{"error":{"code":"secret_revoked","message":"standin: ` + reasonRevoked + `"}}`
 			want := []string{
 				"stream: status=200 proto=" + proto,
 				"event: data: one",
-				"event: data: two",
+				"stream-cut: after 1 events",
+				// HTTP/1.1: the cut ended the connection too.
+				fmt.Sprintf("same-client: reused=%v", !tt.h1) + refused,
+				"new-conn: reused=false" + refused,
 			}
-			if tt.h1 {
-				want = append(want, `stream-rest: "\n"`)
-			}
-			refused := " status=403 proto=" + proto + " error=secret_revoked body=" + `{"error":{"code":"secret_revoked","message":"standin: ` + reasonRevoked + `"}}`
-			want = append(want, "same-conn: reused=true"+refused, "new-conn: reused=false"+refused)
 			a.want(strings.Join(lines, "\n") == strings.Join(want, "\n"), "attacker printed:\n%s\nwant:\n%s", r.Stdout, strings.Join(want, "\n"))
+			cut := false
+			for _, l := range logLines(logAt, "request cut", sb) {
+				cut = cut || l["reason"] == reasonCutRevoked
+			}
+			a.want(cut, "no %q log line with reason %q", "request cut", reasonCutRevoked)
 			got := harness.Srv.Up.Since(mark, "")
 			a.upstream(got, apiHost)
 			a.want(len(got) == 1 && strings.HasPrefix(got[0].Path, "/sse/"+id), "upstream got %v, want the stream only", got)

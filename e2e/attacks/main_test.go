@@ -94,7 +94,7 @@ func echoAuth(name string) http.Handler {
 
 // serveAPI is the secret's host. Under /echo/ it is an upstream that sends
 // the credential it received back in every way it can (/echo/ws over
-// WebSocket); /redirect sends the client to another host; /sse/ID is a slow
+// WebSocket); /redirect sends the client to another host; /sse/ID is an
 // event stream the lifecycle tests hold open.
 func serveAPI(w http.ResponseWriter, r *http.Request) {
 	io.Copy(io.Discard, r.Body) // so that the harness records it
@@ -143,25 +143,22 @@ func serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// sseStream is one event stream a lifecycle test controls: opened is closed
-// once the first event is flushed, and the second event waits for Release.
+// sseStream is one event stream a lifecycle test holds open: opened is
+// closed once its one event is flushed; then the stream stays open until
+// the client or the gateway ends it, or the test ends.
 type sseStream struct {
-	opened                chan struct{}
-	release               chan struct{}
-	openOnce, releaseOnce sync.Once
+	opened, done chan struct{}
+	openOnce     sync.Once
 }
-
-// Release lets the stream send its second event.
-func (s *sseStream) Release() { s.releaseOnce.Do(func() { close(s.release) }) }
 
 var streams sync.Map // id -> *sseStream
 
 // newStream registers a stream served at /sse/ID until the test ends.
 func newStream(t *testing.T, id string) *sseStream {
-	s := &sseStream{opened: make(chan struct{}), release: make(chan struct{})}
+	s := &sseStream{opened: make(chan struct{}), done: make(chan struct{})}
 	streams.Store(id, s)
 	t.Cleanup(func() {
-		s.Release()
+		close(s.done)
 		streams.Delete(id)
 	})
 	return s
@@ -179,15 +176,8 @@ func serveStream(w http.ResponseWriter, r *http.Request, id string) {
 	w.(http.Flusher).Flush()
 	s.openOnce.Do(func() { close(s.opened) })
 	select {
-	case <-s.release:
+	case <-s.done:
 	case <-r.Context().Done():
-		return
-	}
-	io.WriteString(w, "data: two\n\n")
-	w.(http.Flusher).Flush()
-	if r.URL.Query().Has("hold") {
-		// Keep the stream open until the client closes it.
-		<-r.Context().Done()
 	}
 }
 

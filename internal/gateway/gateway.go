@@ -33,6 +33,7 @@ type Gateway struct {
 	mitmConn chanListener
 	conns    sync.Map // *tls.Conn -> *connInfo
 	live     sync.Map // *liveConn -> struct{}: open upstream connections
+	reqs     sync.Map // *liveRequest -> struct{}: requests in flight with real values
 
 	mu         sync.Mutex
 	values     map[string]cachedValue     // secret id -> unsealed value

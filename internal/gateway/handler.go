@@ -43,6 +43,10 @@ var errEncoded = errors.New(ReasonEncoded)
 // upstream or the sandbox went away, or a rules change closed the flow.
 const ReasonCutShort = "response cut short"
 
+// ReasonCutRevoked is why a request in flight (a stream, a WebSocket
+// session) was cut: the binding whose value it carried was revoked.
+const ReasonCutRevoked = "secret revoked during the request"
+
 // ReasonRequestTarget is why a request whose target is not a path (nor an
 // absolute URI of the flow's host) is refused: an opaque target such as
 // "x:https://other.example/" has no URL.Host to check, and would reach the
@@ -62,6 +66,10 @@ type reqState struct {
 	upstream int
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
+	// upgraded: the upstream answered 101 (a WebSocket holds its
+	// connection alone). cutBy is why a revocation cut the request.
+	upgraded atomic.Bool
+	cutBy    atomic.Pointer[string]
 }
 
 // serveMITM handles one request on an intercepted flow.
@@ -72,22 +80,28 @@ func (g *Gateway) serveMITM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := &reqState{start: g.cfg.Now()}
+	finished := false
 	defer func() {
 		// ReverseProxy aborts a response cut short after its head went
-		// out (the upstream or the sandbox went away, or a rules change
-		// closed the flow) with http.ErrAbortHandler, for the server to
+		// out (the upstream or the sandbox went away, or a revocation cut
+		// it) with a panic, http.ErrAbortHandler, for the server to
 		// recover. The request still gets its record and log line, with
-		// the status the sandbox got: the upstream's.
-		if p := recover(); p != nil {
-			st.outcome = "error"
-			if st.reason == "" {
-				st.reason = ReasonCutShort
-			}
-			g.finish(r, ci, st, st.upstream)
-			panic(p)
+		// the status the sandbox got: the upstream's. The panic goes on
+		// untouched (a recover and a new panic made the server close the
+		// connection before the response head had left, now and then).
+		if finished {
+			return
 		}
+		st.outcome = "error"
+		if by := st.cutBy.Load(); by != nil {
+			st.reason = *by
+		} else if st.reason == "" {
+			st.reason = ReasonCutShort
+		}
+		g.finish(r, ci, st, st.upstream)
 	}()
 	status := g.handle(w, r, ci, st)
+	finished = true
 	g.finish(r, ci, st, status)
 }
 
@@ -145,6 +159,16 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 		return refuse(w, st, http.StatusServiceUnavailable, CodeUnavailable, ReasonUnavailable)
 	}
 
+	if len(st.used) > 0 {
+		// Carrying real values: a revocation while it is in flight cuts
+		// it (live.go).
+		ctx, untrack, ok := g.trackRequest(out.Context(), snap, sb.ID, ci.host, st)
+		if !ok {
+			return refuse(w, st, http.StatusForbidden, CodeRevoked, ReasonRevoked)
+		}
+		defer untrack()
+		out = out.WithContext(ctx)
+	}
 	transport, release := g.upstreamTransport(snap, sb)
 	defer release()
 	status := 0
@@ -179,6 +203,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 		ErrorLog:      g.debugLog,
 		ModifyResponse: func(resp *http.Response) error {
 			st.upstream = resp.StatusCode
+			st.upgraded.Store(resp.StatusCode == http.StatusSwitchingProtocols)
 			if scrub.empty() {
 				return nil
 			}
@@ -219,6 +244,15 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 		// writer: bytes_in counts what the upstream sent, as for refusals.
 		ErrorHandler: func(_ http.ResponseWriter, r *http.Request, err error) {
 			upErr = err
+			if by := st.cutBy.Load(); by != nil {
+				// Cut before the upstream answered.
+				code := CodeBlocked
+				if *by == ReasonCutRevoked {
+					code = CodeRevoked
+				}
+				status = writeError(w, http.StatusForbidden, code, *by)
+				return
+			}
 			var de *DialError
 			if errors.As(err, &de) {
 				st.reason = de.Reason
@@ -270,6 +304,12 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 	// request (golang/go#68560).
 	r.Body.Close()
 	switch {
+	case st.cutBy.Load() != nil:
+		st.outcome, st.reason = "error", *st.cutBy.Load()
+		if status == 0 {
+			status = cw.status
+		}
+		return status
 	case status != 0:
 		st.outcome = "error"
 		if st.reason == "" && upErr != nil {

@@ -4,23 +4,33 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http/httptrace"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/standin/standin/internal/policy"
 )
 
-// A rules change reaches the connections already open, not only the next
-// ones. Requests on an intercepted flow are judged one by one, but bytes
-// on a spliced flow, an upgraded stream (WebSocket) or a response still
-// streaming (SSE) were judged once, when they started. So the gateway
-// keeps every upstream connection it dialed in a set, and each Invalidate
-// judges them again under the sandbox's current rules, with the checks
-// the flow and its dial made, and closes those the rules now deny (and
-// all of a deleted sandbox). Intercepted flows themselves stay open: their
-// next request gets the refusal that says why.
+// A rules change or a revocation reaches what is already open, not only
+// what comes next. Requests on an intercepted flow are judged one by one,
+// but bytes on a spliced flow, an upgraded stream (WebSocket) or a
+// response still streaming (SSE) were judged once, when they started. So
+// the gateway keeps two live sets, and each Invalidate judges them again:
+//
+//   - every upstream connection it dialed, under the sandbox's current
+//     rules, with the checks the flow and its dial made: those the rules
+//     now deny (and all of a deleted sandbox) are closed;
+//   - every request in flight that carried a real value: one whose
+//     binding is gone (detach, secret delete) is cut, so a stream or a
+//     WebSocket session does not outlive the credential that opened it;
+//     so is one the rules now deny, first, so that its record says why.
+//
+// Intercepted flows themselves stay open: their next request gets the
+// refusal that says why. A rotation cuts nothing: the binding stays.
 
 // liveConn is an upstream connection in the gateway's live set. Close
 // takes it out of the set.
@@ -84,11 +94,85 @@ func (g *Gateway) track(c net.Conn, snap *snapshot, sandboxID, host string, peer
 	return lc, nil
 }
 
-// rejudge closes every live connection that the current rules deny. If
-// the rules cannot be read, it closes them all: it fails closed.
+// liveRequest is a request in flight that carried real values.
+type liveRequest struct {
+	sandboxID string
+	host      string   // the name (or IP literal) it went to
+	bindings  []string // IDs of the bindings whose values it carried
+	st        *reqState
+	cancel    context.CancelFunc
+	conn      atomic.Pointer[net.Conn] // its upstream connection, once it has one
+}
+
+// trackRequest adds a request that swapped in the values of st.used,
+// judged under snap, to the live set; untrack takes it out. It returns the
+// context the request must go upstream with: cancelled when a revocation
+// cuts it. A request whose snapshot an Invalidate already replaced is
+// judged again at once: if its bindings are gone, ok is false and it must
+// not go out.
+func (g *Gateway) trackRequest(ctx context.Context, snap *snapshot, sandboxID, host string, st *reqState) (_ context.Context, untrack func(), ok bool) {
+	lr := &liveRequest{sandboxID: sandboxID, host: host, st: st}
+	for _, b := range st.used {
+		lr.bindings = append(lr.bindings, b.ID)
+	}
+	ctx, lr.cancel = context.WithCancel(ctx)
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(ci httptrace.GotConnInfo) { lr.conn.Store(&ci.Conn) },
+	})
+	untrack = func() {
+		g.reqs.Delete(lr)
+		lr.cancel()
+	}
+	g.reqs.Store(lr, struct{}{})
+	if g.ix.whileCurrent(snap, func() {}) {
+		return ctx, untrack, true
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), rejudgeTimeout)
+	defer cancel()
+	if fresh, err := g.ix.get(rctx); err != nil || !fresh.holds(lr) {
+		untrack()
+		return nil, nil, false
+	}
+	return ctx, untrack, true
+}
+
+// holds reports whether every binding lr carried is still its sandbox's.
+func (snap *snapshot) holds(lr *liveRequest) bool {
+	sb := snap.sandboxes[lr.sandboxID]
+	if sb == nil {
+		return false
+	}
+	for _, id := range lr.bindings {
+		if !slices.ContainsFunc(sb.bindings, func(b *bindingInfo) bool { return b.ID == id }) {
+			return false
+		}
+	}
+	return true
+}
+
+// cut ends a request for reason: its context is cancelled and, if it was
+// upgraded (a WebSocket holds its connection alone), its upstream
+// connection closed at once, so that nothing the sandbox sends after the
+// API answered reaches the upstream.
+func (lr *liveRequest) cut(reason string) {
+	lr.st.cutBy.Store(&reason)
+	if c := lr.conn.Load(); c != nil && lr.st.upgraded.Load() {
+		conn := *c
+		if tc, ok := conn.(interface{ NetConn() net.Conn }); ok {
+			conn = tc.NetConn() // no close_notify: it may wait on a write
+		}
+		conn.Close()
+	}
+	lr.cancel()
+}
+
+// rejudge closes every live connection that the current rules deny, and
+// cuts every request in flight whose credential was revoked. If the store
+// cannot be read, it closes and cuts them all: it fails closed.
 func (g *Gateway) rejudge() {
 	empty := true
 	g.live.Range(func(any, any) bool { empty = false; return false })
+	g.reqs.Range(func(any, any) bool { empty = false; return false })
 	if empty {
 		return
 	}
@@ -98,6 +182,21 @@ func (g *Gateway) rejudge() {
 	if err != nil {
 		g.logger.Error("judge open connections: closing them all", "reason", ReasonUnavailable, "error", err)
 	}
+	// Requests first, so that a request cut says why (its connection
+	// may be closed below too).
+	g.reqs.Range(func(k, _ any) bool {
+		lr := k.(*liveRequest)
+		reason := ReasonUnavailable
+		if err == nil {
+			reason = g.requestRefusal(snap, lr)
+		}
+		if reason != "" {
+			g.logger.Info("request cut", "reason", reason, "sandbox", sandboxName(snap, lr.sandboxID),
+				"sandbox_id", lr.sandboxID, "host", lr.host)
+			lr.cut(reason)
+		}
+		return true
+	})
 	g.live.Range(func(k, _ any) bool {
 		c := k.(*liveConn)
 		reason := ReasonUnavailable
@@ -105,32 +204,67 @@ func (g *Gateway) rejudge() {
 			reason = g.refusal(snap, c)
 		}
 		if reason != "" {
-			name := "" // a deleted sandbox's name is gone with it
-			if err == nil && snap.sandboxes[c.sandboxID] != nil {
-				name = snap.sandboxes[c.sandboxID].Name
-			}
 			g.logger.Info("flow closed", "reason", ReasonRulesChanged, "decision", reason,
-				"sandbox", name, "sandbox_id", c.sandboxID, "host", c.host)
+				"sandbox", sandboxName(snap, c.sandboxID), "sandbox_id", c.sandboxID, "host", c.host)
 			c.cut()
 		}
 		return true
 	})
 }
 
+// sandboxName is the name of sandbox id in snap, "" if snap is nil or the
+// sandbox is gone (deleted: its name went with it).
+func sandboxName(snap *snapshot, id string) string {
+	if snap == nil || snap.sandboxes[id] == nil {
+		return ""
+	}
+	return snap.sandboxes[id].Name
+}
+
+// requestRefusal says why snap does not let lr go on, or returns "": its
+// bindings must all still be its sandbox's (else ReasonCutRevoked), and
+// the rules must still allow where it went (else ReasonRulesChanged).
+func (g *Gateway) requestRefusal(snap *snapshot, lr *liveRequest) string {
+	if !snap.holds(lr) {
+		return ReasonCutRevoked
+	}
+	var addr netip.Addr
+	if c := lr.conn.Load(); c != nil {
+		if ap, err := netip.ParseAddrPort((*c).RemoteAddr().String()); err == nil {
+			addr = ap.Addr().Unmap()
+		}
+	}
+	if g.flowRefusal(snap, lr.sandboxID, lr.host, addr) != "" {
+		return ReasonRulesChanged
+	}
+	return ""
+}
+
 // refusal says why the rules in snap do not let c stay open, or returns
-// "" if they do: the flow's check (its sandbox, and the name or address
-// it was opened for), then the dial's (the address connected to).
+// "" if they do.
 func (g *Gateway) refusal(snap *snapshot, c *liveConn) string {
-	sb := snap.sandboxes[c.sandboxID]
+	return g.flowRefusal(snap, c.sandboxID, c.host, c.addr)
+}
+
+// flowRefusal says why the rules in snap do not let sandbox sandboxID
+// keep a flow to host, connected to addr, or returns "" if they do: the
+// flow's check (its sandbox, and the name or address it was opened for),
+// then the dial's (the address connected to; skipped if addr is not
+// known yet).
+func (g *Gateway) flowRefusal(snap *snapshot, sandboxID, host string, addr netip.Addr) string {
+	sb := snap.sandboxes[sandboxID]
 	if sb == nil {
 		return ReasonUnknownSB
 	}
-	dest := policy.Dest{Host: c.host}
-	if a, err := netip.ParseAddr(c.host); err == nil {
+	dest := policy.Dest{Host: host}
+	if a, err := netip.ParseAddr(host); err == nil {
 		dest = policy.Dest{Addr: a.Unmap()}
 	}
 	if !sb.Rules.Decide(dest).Allow {
 		return ReasonRuleDenied
 	}
-	return g.cfg.Dialer.refusal(c.host, c.addr, sb.Rules)
+	if !addr.IsValid() {
+		return ""
+	}
+	return g.cfg.Dialer.refusal(host, addr, sb.Rules)
 }

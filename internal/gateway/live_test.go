@@ -128,18 +128,19 @@ func TestRulesChangeClosesOpenFlows(t *testing.T) {
 	tests := []struct {
 		name   string
 		change func(*client.Client) error
+		reason string // in the cut event stream's record
 	}{
 		{"deny the name", func(c *client.Client) error {
 			_, err := c.SetNetwork(ctx, "sb", client.NetworkRules{DenyOut: []string{ownHost}})
 			return err
-		}},
+		}, ReasonRulesChanged},
 		{"deny the address", func(c *client.Client) error {
 			_, err := c.SetNetwork(ctx, "sb", client.NetworkRules{DenyOut: []string{"127.0.0.0/8"}})
 			return err
-		}},
+		}, ReasonRulesChanged},
 		{"delete the sandbox", func(c *client.Client) error {
 			return c.DeleteSandbox(ctx, "sb")
-		}},
+		}, ReasonCutRevoked}, // its bindings went with it
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -197,9 +198,9 @@ func TestRulesChangeClosesOpenFlows(t *testing.T) {
 			if cut == nil {
 				t.Fatal("no activity record for the cut event stream")
 			}
-			if cut.Status != http.StatusOK || cut.Reason != ReasonCutShort || cut.Outcome != "error" {
+			if cut.Status != http.StatusOK || cut.Reason != tt.reason || cut.Outcome != "error" {
 				t.Errorf("cut event stream's record: status %d, outcome %q, reason %q; want 200, error, %q",
-					cut.Status, cut.Outcome, cut.Reason, ReasonCutShort)
+					cut.Status, cut.Outcome, cut.Reason, tt.reason)
 			}
 		})
 	}
@@ -236,5 +237,77 @@ func TestActivityStreamCutBySandbox(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d activity records of the event stream, want 1", n)
+	}
+}
+
+// TestRevocationCutsOpenRequests: a WebSocket session or an event stream
+// that a secret's value opened does not outlive the secret. A rotation
+// cuts nothing; a detach or a secret delete cuts both before the API
+// answers (nothing the sandbox writes after that reaches the upstream),
+// while a flow that carried no value (the spliced one) goes on.
+func TestRevocationCutsOpenRequests(t *testing.T) {
+	const real = "sk-live-REALVALUE-0123456789abcdef"
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		revoke func(*client.Client) error
+	}{
+		{"detach", func(c *client.Client) error { return c.Detach(ctx, "sb", "TOKEN") }},
+		{"delete the secret", func(c *client.Client) error { return c.DeleteSecret(ctx, "own-sb") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rig := newRig(t)
+			tok := rig.ownSandbox("sb", real)
+			f := openAll(t, rig, tok)
+
+			if _, err := rig.api.RotateSecret(ctx, "own-sb", "sk-live-ROTATEDVALUE-9999999999999999"); err != nil {
+				t.Fatal(err)
+			}
+			f.echo(t, "rotated")
+			select {
+			case <-f.sseEnded:
+				t.Fatal("the event stream ended on a rotation")
+			default:
+			}
+
+			if err := tt.revoke(rig.api); err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(f.ws, "ws-after")
+			assertClosed(t, "WebSocket", f.ws, f.wsBr)
+			assertClosed(t, "event stream", f.sseConn, f.sse.Body)
+			select {
+			case <-f.sseEnded:
+			case <-time.After(handshakeGuard):
+				t.Errorf("the upstream's event stream still open %v after the revocation", handshakeGuard)
+			}
+			if got := f.wsGot.String(); strings.Contains(got, "after") {
+				t.Errorf("WebSocket upstream got %q: bytes written after the revocation reached it", got)
+			}
+			// The spliced flow carried no value: it goes on.
+			f.raw.SetDeadline(time.Now().Add(handshakeGuard))
+			io.WriteString(f.raw, "raw-after")
+			got := make([]byte, len("raw-after"))
+			if _, err := io.ReadFull(f.raw, got); err != nil || string(got) != "raw-after" {
+				t.Errorf("spliced flow after the revocation: %q, %v; want its echo", got, err)
+			}
+
+			for _, path := range []string{"/v1/realtime", "/v1/held-stream"} {
+				rig.waitLogLines("proxied request", 1, func(l map[string]any) bool { return l["path"] == path })
+			}
+			if tt.name == "delete the secret" {
+				return // its activity went with it
+			}
+			reasons := map[string]string{}
+			for _, a := range rig.activity("own-sb") {
+				reasons[a.Path] = a.Reason
+			}
+			for _, path := range []string{"/v1/realtime", "/v1/held-stream"} {
+				if reasons[path] != ReasonCutRevoked {
+					t.Errorf("%s: record reason %q, want %q", path, reasons[path], ReasonCutRevoked)
+				}
+			}
+		})
 	}
 }

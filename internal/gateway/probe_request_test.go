@@ -991,6 +991,22 @@ func TestProbeInvalidateRace(t *testing.T) {
 		}
 	})
 
+	t.Run("detach: the racing request does not go out", func(t *testing.T) {
+		r, gw, proxy, bs, si, up := setup(t)
+		before := len(up.requests())
+		racing, _, _ := rqRaceInvalidate(t, r, gw, proxy, bs, si, func() {
+			if err := r.api.Detach(ctx, "agent", "A_KEY"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		// Judged and swapped under the old snapshot, it would have
+		// carried the real value after the detach was acknowledged.
+		assertRefused(t, racing.status, racing.header, racing.body, refusal{http.StatusForbidden, CodeRevoked, ReasonRevoked})
+		if n := len(up.requests()) - before; n != 1 {
+			t.Errorf("upstream got %d requests, want only the warm-up", n)
+		}
+	})
+
 	t.Run("rules: a pool dialed under the old rules is dropped", func(t *testing.T) {
 		r, gw, proxy, bs, si, up := setup(t)
 		before := len(up.requests())
