@@ -3,6 +3,7 @@ package attacks
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 // revoked or rotated. One sandbox, a secret per attack (bearer on apiHost),
 // each bound under its own variable; the sandbox may reach apiHost only.
 func TestLifecycle(t *testing.T) {
-	vars := []string{"KEY_DETACH", "KEY_DELETE", "KEY_ROTATE"}
+	vars := []string{"KEY_DETACH", "KEY_DELETE", "KEY_ROTATE", "KEY_WS"}
 	secrets, reals := map[string]string{}, map[string]string{}
 	args := []string{"--allow-out", apiHost, "--deny-out", "0.0.0.0/0", "--deny-out", "::/0"}
 	for _, v := range vars {
@@ -25,6 +26,7 @@ func TestLifecycle(t *testing.T) {
 	sb := harness.NewSandbox(t, args...)
 	bin := attackerBin(t, sb)
 	revokeDuringStream(t, sb, bin, secrets)
+	revokeDuringWebSocket(t, sb)
 	rotateAndDetach(t, sb, secrets["KEY_ROTATE"], reals["KEY_ROTATE"])
 	rulesChangeDuringFlow(t, sb, args)
 }
@@ -146,6 +148,46 @@ func revokeDuringStream(t *testing.T, sb, bin string, secrets map[string]string)
 			a.want(len(got) == 1 && strings.HasPrefix(got[0].Path, "/sse/"+id), "upstream got %v, want the stream only", got)
 		})
 	}
+}
+
+// revokeDuringWebSocket: the agent opened a WebSocket session with its
+// stand-in (bound as KEY_WS) and goes on sending into it after the
+// secret is detached. Each message is a new use of the session the real
+// value opened: the detach must end it before the CLI returns, and the
+// message sent after that must never reach the upstream.
+func revokeDuringWebSocket(t *testing.T, sb string) {
+	run(t, "timing/detach during a WebSocket session", func(t *testing.T, a *attack) {
+		id := harness.Uniq(t, "ws")
+		logAt := logMark()
+		heard := heardOn(id)
+		done := startExec(t, sb, "python3", harness.Path(filepath.Join("attacks", "testdata", "wshold.py")),
+			apiHost, "/wsecho/"+id, "KEY_WS", id)
+		deadline := time.Now().Add(time.Minute)
+		for len(heard.all()) == 0 {
+			select {
+			case r := <-done:
+				t.Fatalf("holder ended before its first message: exit %d\n%s", r.Code, r.Output())
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the holder's first message never reached the upstream")
+			}
+		}
+		harness.MustCLI(t, "", "sandbox", "detach", sb, "KEY_WS")
+		if r := harness.Exec(t, sb, "touch", "/tmp/wshold-"+id); r.Code != 0 {
+			t.Fatalf("touch: %s", r.Output())
+		}
+		r := <-done
+		a.sandboxSaw(r)
+		want := "handshake 101\necho: echo before\nafter: closed "
+		a.want(r.Code == 0 && strings.HasPrefix(r.Stdout, want), "holder: exit %d, printed %q; want %q and the exception", r.Code, r.Stdout, want)
+		a.want(slices.Equal(heard.all(), []string{"before"}), "the upstream heard %q, want only %q", heard.all(), "before")
+		cut := false
+		for _, l := range logLines(logAt, "request cut", sb) {
+			cut = cut || l["reason"] == reasonCutRevoked
+		}
+		a.want(cut, "no %q log line with reason %q", "request cut", reasonCutRevoked)
+	})
 }
 
 // rotateAndDetach: a rotation reaches the very next request of a running

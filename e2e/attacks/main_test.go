@@ -17,14 +17,17 @@
 package attacks
 
 import (
+	"bufio"
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -138,6 +141,8 @@ func serveAPI(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "https://"+otherHost+"/landing", http.StatusFound)
 	case strings.HasPrefix(p, "/sse/"):
 		serveStream(w, r, strings.TrimPrefix(p, "/sse/"))
+	case strings.HasPrefix(p, "/wsecho/"):
+		serveWSEcho(w, r, strings.TrimPrefix(p, "/wsecho/"))
 	default:
 		io.WriteString(w, "api ok\n")
 	}
@@ -236,24 +241,11 @@ const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 // reads the stream as raw bytes sees of the split, and the client's library
 // joins the parts.
 func serveWebSocket(w http.ResponseWriter, r *http.Request, value string) {
-	key := r.Header.Get("Sec-WebSocket-Key")
-	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || key == "" {
-		http.Error(w, "want a WebSocket upgrade", http.StatusBadRequest)
-		return
-	}
-	hj, ok := w.(http.Hijacker)
+	conn, _, ok := acceptWebSocket(w, r)
 	if !ok {
-		http.Error(w, "WebSocket needs HTTP/1.1", http.StatusHTTPVersionNotSupported)
-		return
-	}
-	conn, _, err := hj.Hijack()
-	if err != nil {
 		return
 	}
 	defer conn.Close()
-	sum := sha1.Sum([]byte(key + wsGUID))
-	fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-		base64.StdEncoding.EncodeToString(sum[:]))
 	half := len(value) / 2
 	// One write: the two fragments arrive together, so only the frame
 	// header, not a pause, stands between the halves.
@@ -262,6 +254,90 @@ func serveWebSocket(w http.ResponseWriter, r *http.Request, value string) {
 	// Wait for the client's close (or give up), then close.
 	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 	io.Copy(io.Discard, conn)
+}
+
+// acceptWebSocket answers a WebSocket upgrade with 101 and takes the
+// connection over; ok is false (and the client answered) if r is not one.
+func acceptWebSocket(w http.ResponseWriter, r *http.Request) (net.Conn, *bufio.Reader, bool) {
+	key := r.Header.Get("Sec-WebSocket-Key")
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || key == "" {
+		http.Error(w, "want a WebSocket upgrade", http.StatusBadRequest)
+		return nil, nil, false
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "WebSocket needs HTTP/1.1", http.StatusHTTPVersionNotSupported)
+		return nil, nil, false
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, false
+	}
+	sum := sha1.Sum([]byte(key + wsGUID))
+	fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+		base64.StdEncoding.EncodeToString(sum[:]))
+	return conn, brw.Reader, true
+}
+
+// wsHeard holds, per session ID, the text messages /wsecho/ID received:
+// what reached the upstream through a WebSocket session.
+var wsHeard sync.Map // id -> *wsLog
+
+type wsLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *wsLog) add(m string) {
+	l.mu.Lock()
+	l.msgs = append(l.msgs, m)
+	l.mu.Unlock()
+}
+
+func (l *wsLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.msgs)
+}
+
+// heardOn returns the log of WebSocket session id.
+func heardOn(id string) *wsLog {
+	v, _ := wsHeard.LoadOrStore(id, &wsLog{})
+	return v.(*wsLog)
+}
+
+// serveWSEcho is an interactive WebSocket session: each text message the
+// client sends (one masked frame under 126 bytes) is logged under id and
+// answered with "echo <message>".
+func serveWSEcho(w http.ResponseWriter, r *http.Request, id string) {
+	conn, br, ok := acceptWebSocket(w, r)
+	if !ok {
+		return
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(time.Minute)) // only stops a broken run from hanging
+	for {
+		var hdr [2]byte
+		if _, err := io.ReadFull(br, hdr[:]); err != nil || hdr[1]&0x7f >= 126 {
+			return
+		}
+		var mask [4]byte
+		payload := make([]byte, hdr[1]&0x7f)
+		if _, err := io.ReadFull(br, mask[:]); err != nil {
+			return
+		}
+		if _, err := io.ReadFull(br, payload); err != nil {
+			return
+		}
+		for i := range payload {
+			payload[i] ^= mask[i%4]
+		}
+		if hdr[0]&0x0f != 1 {
+			return // a close, or anything but text
+		}
+		heardOn(id).add(string(payload))
+		conn.Write(wsFrame(true, 1, "echo "+string(payload)))
+	}
 }
 
 // wsFrame is a server's (unmasked) frame with a payload under 126 bytes.
