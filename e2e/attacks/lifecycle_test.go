@@ -48,35 +48,53 @@ func rulesChangeDuringFlow(t *testing.T, sb string, rules []string) {
 		id := harness.Uniq(t, "hold")
 		harness.MustCLI(t, "", append([]string{"sandbox", "network", sb, "--allow-out", otherHost}, network...)...)
 		mark, logAt := harness.Srv.Up.Mark(), logMark()
-		done := startExec(t, sb, "python3", harness.Path(filepath.Join("attacks", "testdata", "hold.py")), otherHost, id)
-		deadline := time.Now().Add(time.Minute)
-		for len(harness.Srv.Up.Since(mark, otherHost)) == 0 {
-			select {
-			case r := <-done:
-				t.Fatalf("holder ended before its first request: exit %d\n%s", r.Code, r.Output())
-			case <-time.After(20 * time.Millisecond):
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the holder's first request never reached the upstream")
-			}
-		}
-		harness.MustCLI(t, "", append([]string{"sandbox", "network", sb}, network...)...)
-		if r := harness.Exec(t, sb, "touch", "/tmp/hold-"+id); r.Code != 0 {
-			t.Fatalf("touch: %s", r.Output())
-		}
-		r := <-done
+		r := holdAcross(t, sb, id, []string{"hold.py", otherHost, id},
+			func() bool { return len(harness.Srv.Up.Since(mark, otherHost)) > 0 },
+			func() { harness.MustCLI(t, "", append([]string{"sandbox", "network", sb}, network...)...) })
 		a.sandboxSaw(r)
 		want := "before: 200\nafter: ERR "
 		a.want(r.Code == 0 && strings.HasPrefix(r.Stdout, want), "holder: exit %d, printed %q; want %q and the exception", r.Code, r.Stdout, want)
 		got := harness.Srv.Up.Since(mark, "")
 		a.upstream(got, "")
 		a.want(len(got) == 1 && got[0].Path == "/hold-before/"+id, "upstream got %v, want the first request only", got)
-		closed := false
-		for _, l := range logLines(logAt, "flow closed", sb) {
-			closed = closed || (l["host"] == otherHost && l["reason"] == reasonRulesChanged)
-		}
-		a.want(closed, "no %q log line for %s with reason %q", "flow closed", otherHost, reasonRulesChanged)
+		a.want(logged(logAt, "flow closed", sb, reasonRulesChanged), "no %q log line with reason %q", "flow closed", reasonRulesChanged)
 	})
+}
+
+// holdAcross runs a holder script from testdata (script and its
+// arguments) in sandbox sb, waits until started reports that it is using
+// its connection, runs change, then tells the holder to go on (it waits
+// for /tmp/go-ID) and returns what it printed.
+func holdAcross(t *testing.T, sb, id string, script []string, started func() bool, change func()) harness.Result {
+	t.Helper()
+	done := startExec(t, sb, append([]string{"python3", harness.Path(filepath.Join("attacks", "testdata", script[0]))}, script[1:]...)...)
+	deadline := time.Now().Add(time.Minute)
+	for !started() {
+		select {
+		case r := <-done:
+			t.Fatalf("%s ended before it was under way: exit %d\n%s", script[0], r.Code, r.Output())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never got under way", script[0])
+		}
+	}
+	change()
+	if r := harness.Exec(t, sb, "touch", "/tmp/go-"+id); r.Code != 0 {
+		t.Fatalf("touch: %s", r.Output())
+	}
+	return <-done
+}
+
+// logged reports whether the server logged, after mark, a line msg about
+// sandbox with reason.
+func logged(mark int, msg, sandbox, reason string) bool {
+	for _, l := range logLines(mark, msg, sandbox) {
+		if l["reason"] == reason {
+			return true
+		}
+	}
+	return false
 }
 
 // revokeDuringStream: the agent holds an event stream open and keeps using
@@ -138,11 +156,7 @@ func revokeDuringStream(t *testing.T, sb, bin string, secrets map[string]string)
 				"new-conn: reused=false" + refused,
 			}
 			a.want(strings.Join(lines, "\n") == strings.Join(want, "\n"), "attacker printed:\n%s\nwant:\n%s", r.Stdout, strings.Join(want, "\n"))
-			cut := false
-			for _, l := range logLines(logAt, "request cut", sb) {
-				cut = cut || l["reason"] == reasonCutRevoked
-			}
-			a.want(cut, "no %q log line with reason %q", "request cut", reasonCutRevoked)
+			a.want(logged(logAt, "request cut", sb, reasonCutRevoked), "no %q log line with reason %q", "request cut", reasonCutRevoked)
 			got := harness.Srv.Up.Since(mark, "")
 			a.upstream(got, apiHost)
 			a.want(len(got) == 1 && strings.HasPrefix(got[0].Path, "/sse/"+id), "upstream got %v, want the stream only", got)
@@ -160,33 +174,14 @@ func revokeDuringWebSocket(t *testing.T, sb string) {
 		id := harness.Uniq(t, "ws")
 		logAt := logMark()
 		heard := heardOn(id)
-		done := startExec(t, sb, "python3", harness.Path(filepath.Join("attacks", "testdata", "wshold.py")),
-			apiHost, "/wsecho/"+id, "KEY_WS", id)
-		deadline := time.Now().Add(time.Minute)
-		for len(heard.all()) == 0 {
-			select {
-			case r := <-done:
-				t.Fatalf("holder ended before its first message: exit %d\n%s", r.Code, r.Output())
-			case <-time.After(20 * time.Millisecond):
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the holder's first message never reached the upstream")
-			}
-		}
-		harness.MustCLI(t, "", "sandbox", "detach", sb, "KEY_WS")
-		if r := harness.Exec(t, sb, "touch", "/tmp/wshold-"+id); r.Code != 0 {
-			t.Fatalf("touch: %s", r.Output())
-		}
-		r := <-done
+		r := holdAcross(t, sb, id, []string{"wshold.py", apiHost, "/wsecho/" + id, "KEY_WS", id},
+			func() bool { return len(heard.all()) > 0 },
+			func() { harness.MustCLI(t, "", "sandbox", "detach", sb, "KEY_WS") })
 		a.sandboxSaw(r)
 		want := "handshake 101\necho: echo before\nafter: closed "
 		a.want(r.Code == 0 && strings.HasPrefix(r.Stdout, want), "holder: exit %d, printed %q; want %q and the exception", r.Code, r.Stdout, want)
 		a.want(slices.Equal(heard.all(), []string{"before"}), "the upstream heard %q, want only %q", heard.all(), "before")
-		cut := false
-		for _, l := range logLines(logAt, "request cut", sb) {
-			cut = cut || l["reason"] == reasonCutRevoked
-		}
-		a.want(cut, "no %q log line with reason %q", "request cut", reasonCutRevoked)
+		a.want(logged(logAt, "request cut", sb, reasonCutRevoked), "no %q log line with reason %q", "request cut", reasonCutRevoked)
 	})
 }
 

@@ -5,7 +5,7 @@ and means to go on using it after the operator denied it.
 Usage: python3 hold.py HOST ID
 
 Sends "GET /hold-before/ID" on a new connection to HOST:443 and prints
-"before: STATUS"; then waits until /tmp/hold-ID exists (the test creates
+"before: STATUS"; then waits until /tmp/go-ID exists (the test creates
 it once the rules changed) and sends "GET /hold-after/ID" on the same
 connection, printing "after: STATUS" or "after: ERR <exception name>".
 The certificate is not checked: the flow is spliced, so the other end is
@@ -30,21 +30,29 @@ def get(s, host, path):
     return r.status
 
 
+def wait_for_go(ident):
+    """Waits until /tmp/go-IDENT exists; False if it never does."""
+    deadline = time.time() + TIMEOUT
+    while not os.path.exists("/tmp/go-" + ident):
+        if time.time() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def main():
     host, ident = sys.argv[1], sys.argv[2]
     ctx = ssl._create_unverified_context()
     s = ctx.wrap_socket(socket.create_connection((host, 443), timeout=TIMEOUT), server_hostname=host)
     print("before: %d" % get(s, host, "/hold-before/" + ident), flush=True)
-    deadline = time.time() + TIMEOUT
-    while not os.path.exists("/tmp/hold-" + ident):
-        if time.time() > deadline:
-            print("after: ERR never told to go on")
-            return
-        time.sleep(0.02)
+    if not wait_for_go(ident):
+        print("after: ERR never told to go on")
+        return
     try:
         print("after: %d" % get(s, host, "/hold-after/" + ident))
     except Exception as e:  # the connection was closed under us
         print("after: ERR %s" % type(e).__name__)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -7,19 +7,19 @@ Usage: python3 wshold.py HOST PATH ENV ID
 Upgrades PATH on HOST:443 with "Authorization: Bearer <value of ENV>"
 (the certificate checked against the sandbox's bundle), sends the text
 message "before" and prints the answer ("echo: ..."), then waits until
-/tmp/wshold-ID exists (the test creates it once the secret is revoked)
+/tmp/go-ID exists (the test creates it once the secret is revoked)
 and sends "after" on the same session, printing "after: echo: ..." if it
 is answered or "after: closed <exception name>" if the session is gone.
-Frames are read and written with ws.py's helpers.
+Frames are read and written with ws.py's helpers; the wait is hold.py's.
 """
 
 import os
 import socket
 import ssl
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hold  # noqa: E402
 import ws  # noqa: E402
 
 TIMEOUT = 20  # only stops a broken run from hanging
@@ -38,12 +38,9 @@ def main(host, path, env, ident):
     print("handshake " + c.head()[0].split(" ")[1], flush=True)
     s.sendall(ws.masked(1, b"before"))
     print("echo: " + c.frame()[2].decode(), flush=True)
-    deadline = time.time() + TIMEOUT
-    while not os.path.exists("/tmp/wshold-" + ident):
-        if time.time() > deadline:
-            print("after: never told to go on")
-            return
-        time.sleep(0.02)
+    if not hold.wait_for_go(ident):
+        print("after: never told to go on")
+        return
     try:
         s.sendall(ws.masked(1, b"after"))
         print("after: echo: " + c.frame()[2].decode())
