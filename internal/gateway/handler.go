@@ -66,9 +66,10 @@ type reqState struct {
 	upstream int
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
-	// upgraded: the upstream answered 101 (a WebSocket holds its
-	// connection alone). cutBy is why a revocation cut the request.
-	upgraded atomic.Bool
+	// upgraded is the upstream connection of a request the upstream
+	// answered with 101 (a WebSocket holds its connection alone). cutBy
+	// is why a revocation or a rules change cut the request.
+	upgraded atomic.Pointer[io.Closer]
 	cutBy    atomic.Pointer[string]
 }
 
@@ -162,11 +163,11 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 	if len(st.used) > 0 {
 		// Carrying real values: a revocation while it is in flight cuts
 		// it (live.go).
-		ctx, untrack, ok := g.trackRequest(out.Context(), snap, sb.ID, ci.host, st)
-		if !ok {
+		ctx, lr := g.trackRequest(out.Context(), snap, sb.ID, ci.host, st)
+		if lr == nil {
 			return refuse(w, st, http.StatusForbidden, CodeRevoked, ReasonRevoked)
 		}
-		defer untrack()
+		defer g.untrackRequest(lr)
 		out = out.WithContext(ctx)
 	}
 	transport, release := g.upstreamTransport(snap, sb)
@@ -203,7 +204,9 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 		ErrorLog:      g.debugLog,
 		ModifyResponse: func(resp *http.Response) error {
 			st.upstream = resp.StatusCode
-			st.upgraded.Store(resp.StatusCode == http.StatusSwitchingProtocols)
+			if c, ok := resp.Body.(io.Closer); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+				st.upgraded.Store(&c)
+			}
 			if scrub.empty() {
 				return nil
 			}

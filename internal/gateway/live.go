@@ -4,12 +4,10 @@ import (
 	"context"
 	"io"
 	"net"
-	"net/http/httptrace"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/standin/standin/internal/policy"
@@ -97,43 +95,37 @@ func (g *Gateway) track(c net.Conn, snap *snapshot, sandboxID, host string, peer
 // liveRequest is a request in flight that carried real values.
 type liveRequest struct {
 	sandboxID string
-	host      string   // the name (or IP literal) it went to
-	bindings  []string // IDs of the bindings whose values it carried
-	st        *reqState
+	host      string    // the name (or IP literal) it went to
+	st        *reqState // st.used: the bindings whose values it carried
 	cancel    context.CancelFunc
-	conn      atomic.Pointer[net.Conn] // its upstream connection, once it has one
 }
 
 // trackRequest adds a request that swapped in the values of st.used,
-// judged under snap, to the live set; untrack takes it out. It returns the
-// context the request must go upstream with: cancelled when a revocation
-// cuts it. A request whose snapshot an Invalidate already replaced is
-// judged again at once: if its bindings are gone, ok is false and it must
-// not go out.
-func (g *Gateway) trackRequest(ctx context.Context, snap *snapshot, sandboxID, host string, st *reqState) (_ context.Context, untrack func(), ok bool) {
-	lr := &liveRequest{sandboxID: sandboxID, host: host, st: st}
-	for _, b := range st.used {
-		lr.bindings = append(lr.bindings, b.ID)
-	}
+// judged under snap, to the live set; untrackRequest takes it out. It
+// returns the context the request must go upstream with: cancelled when a
+// revocation cuts it. A request whose snapshot an Invalidate already
+// replaced is judged again at once: if its bindings are gone, lr is nil
+// and it must not go out.
+func (g *Gateway) trackRequest(ctx context.Context, snap *snapshot, sandboxID, host string, st *reqState) (_ context.Context, lr *liveRequest) {
+	lr = &liveRequest{sandboxID: sandboxID, host: host, st: st}
 	ctx, lr.cancel = context.WithCancel(ctx)
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn: func(ci httptrace.GotConnInfo) { lr.conn.Store(&ci.Conn) },
-	})
-	untrack = func() {
-		g.reqs.Delete(lr)
-		lr.cancel()
-	}
 	g.reqs.Store(lr, struct{}{})
 	if g.ix.whileCurrent(snap, func() {}) {
-		return ctx, untrack, true
+		return ctx, lr
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), rejudgeTimeout)
 	defer cancel()
 	if fresh, err := g.ix.get(rctx); err != nil || !fresh.holds(lr) {
-		untrack()
-		return nil, nil, false
+		g.untrackRequest(lr)
+		return nil, nil
 	}
-	return ctx, untrack, true
+	return ctx, lr
+}
+
+// untrackRequest takes a request that is done out of the live set.
+func (g *Gateway) untrackRequest(lr *liveRequest) {
+	g.reqs.Delete(lr)
+	lr.cancel()
 }
 
 // holds reports whether every binding lr carried is still its sandbox's.
@@ -142,8 +134,8 @@ func (snap *snapshot) holds(lr *liveRequest) bool {
 	if sb == nil {
 		return false
 	}
-	for _, id := range lr.bindings {
-		if !slices.ContainsFunc(sb.bindings, func(b *bindingInfo) bool { return b.ID == id }) {
+	for _, u := range lr.st.used {
+		if !slices.ContainsFunc(sb.bindings, func(b *bindingInfo) bool { return b.ID == u.ID }) {
 			return false
 		}
 	}
@@ -156,12 +148,8 @@ func (snap *snapshot) holds(lr *liveRequest) bool {
 // API answered reaches the upstream.
 func (lr *liveRequest) cut(reason string) {
 	lr.st.cutBy.Store(&reason)
-	if c := lr.conn.Load(); c != nil && lr.st.upgraded.Load() {
-		conn := *c
-		if tc, ok := conn.(interface{ NetConn() net.Conn }); ok {
-			conn = tc.NetConn() // no close_notify: it may wait on a write
-		}
-		conn.Close()
+	if c := lr.st.upgraded.Load(); c != nil {
+		(*c).Close()
 	}
 	lr.cancel()
 }
@@ -182,13 +170,35 @@ func (g *Gateway) rejudge() {
 	if err != nil {
 		g.logger.Error("judge open connections: closing them all", "reason", ReasonUnavailable, "error", err)
 	}
-	// Requests first, so that a request cut says why (its connection
-	// may be closed below too).
+	// The connections are judged first, and closed last: a request on a
+	// connection the rules now deny is cut first, so that its record
+	// says why rather than only that its response was cut short.
+	type denied struct {
+		c      *liveConn
+		reason string
+	}
+	var closing []denied
+	hosts := map[string]bool{} // sandbox id + "\x00" + host of the denied
+	g.live.Range(func(k, _ any) bool {
+		c := k.(*liveConn)
+		reason := ReasonUnavailable
+		if err == nil {
+			reason = g.refusal(snap, c)
+		}
+		if reason != "" {
+			closing = append(closing, denied{c, reason})
+			hosts[c.sandboxID+"\x00"+c.host] = true
+		}
+		return true
+	})
 	g.reqs.Range(func(k, _ any) bool {
 		lr := k.(*liveRequest)
 		reason := ReasonUnavailable
 		if err == nil {
 			reason = g.requestRefusal(snap, lr)
+		}
+		if reason == "" && hosts[lr.sandboxID+"\x00"+lr.host] {
+			reason = ReasonRulesChanged
 		}
 		if reason != "" {
 			g.logger.Info("request cut", "reason", reason, "sandbox", sandboxName(snap, lr.sandboxID),
@@ -197,19 +207,11 @@ func (g *Gateway) rejudge() {
 		}
 		return true
 	})
-	g.live.Range(func(k, _ any) bool {
-		c := k.(*liveConn)
-		reason := ReasonUnavailable
-		if err == nil {
-			reason = g.refusal(snap, c)
-		}
-		if reason != "" {
-			g.logger.Info("flow closed", "reason", ReasonRulesChanged, "decision", reason,
-				"sandbox", sandboxName(snap, c.sandboxID), "sandbox_id", c.sandboxID, "host", c.host)
-			c.cut()
-		}
-		return true
-	})
+	for _, d := range closing {
+		g.logger.Info("flow closed", "reason", ReasonRulesChanged, "decision", d.reason,
+			"sandbox", sandboxName(snap, d.c.sandboxID), "sandbox_id", d.c.sandboxID, "host", d.c.host)
+		d.c.cut()
+	}
 }
 
 // sandboxName is the name of sandbox id in snap, "" if snap is nil or the
@@ -223,18 +225,13 @@ func sandboxName(snap *snapshot, id string) string {
 
 // requestRefusal says why snap does not let lr go on, or returns "": its
 // bindings must all still be its sandbox's (else ReasonCutRevoked), and
-// the rules must still allow where it went (else ReasonRulesChanged).
+// the rules must still allow its host (else ReasonRulesChanged; the
+// address it went to is judged with its connection).
 func (g *Gateway) requestRefusal(snap *snapshot, lr *liveRequest) string {
 	if !snap.holds(lr) {
 		return ReasonCutRevoked
 	}
-	var addr netip.Addr
-	if c := lr.conn.Load(); c != nil {
-		if ap, err := netip.ParseAddrPort((*c).RemoteAddr().String()); err == nil {
-			addr = ap.Addr().Unmap()
-		}
-	}
-	if g.flowRefusal(snap, lr.sandboxID, lr.host, addr) != "" {
+	if g.flowRefusal(snap, lr.sandboxID, lr.host, netip.Addr{}) != "" {
 		return ReasonRulesChanged
 	}
 	return ""
