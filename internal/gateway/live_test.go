@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/standin/standin/client"
+	"github.com/standin/standin/internal/store"
 	"github.com/standin/standin/internal/testutil"
 )
 
@@ -309,5 +311,38 @@ func TestRevocationCutsOpenRequests(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// failingStore fails every read once fail is set: the store (or its disk)
+// gone while flows are open.
+type failingStore struct {
+	Store
+	fail atomic.Bool
+}
+
+func (f *failingStore) ListSandboxes(ctx context.Context) ([]store.Sandbox, error) {
+	if f.fail.Load() {
+		return nil, errors.New("test store: disk gone")
+	}
+	return f.Store.ListSandboxes(ctx)
+}
+
+// TestRejudgeFailsClosed: when the rules cannot be read after a write,
+// nothing open is judged allowed: every flow and request carrying a value
+// is closed, rather than left to run under rules no one can check.
+func TestRejudgeFailsClosed(t *testing.T) {
+	rig := newRig(t)
+	fs := &failingStore{Store: rig.store}
+	rig.gw.ix.store = fs // before any traffic
+	tok := rig.ownSandbox("sb", "sk-live-REALVALUE-0123456789abcdef")
+	f := openAll(t, rig, tok)
+	fs.fail.Store(true)
+	rig.gw.Invalidate()
+	assertClosed(t, "spliced flow", f.raw, f.raw)
+	assertClosed(t, "WebSocket", f.ws, f.wsBr)
+	assertClosed(t, "event stream", f.sseConn, f.sse.Body)
+	if lines := rig.logLines("judge open connections: closing them all"); len(lines) != 1 {
+		t.Errorf("%d %q log lines, want 1", len(lines), "judge open connections: closing them all")
 	}
 }
