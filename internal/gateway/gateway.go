@@ -123,7 +123,8 @@ func (g *Gateway) Close() error {
 // Invalidate makes the next request read sandboxes, bindings, rules and
 // secrets afresh: a detach, delete or rotation takes effect at once. Cached
 // values are wiped and upstream pools (dialed under old rules) dropped;
-// open upstream connections that the new rules deny are closed (live.go).
+// open upstream connections that the new rules deny are closed, and
+// requests in flight whose binding is gone are cut (live.go).
 func (g *Gateway) Invalidate() {
 	g.ix.invalidate()
 	g.mu.Lock()

@@ -87,9 +87,8 @@ func (g *Gateway) serveMITM(w http.ResponseWriter, r *http.Request) {
 		// out (the upstream or the sandbox went away, or a revocation cut
 		// it) with a panic, http.ErrAbortHandler, for the server to
 		// recover. The request still gets its record and log line, with
-		// the status the sandbox got: the upstream's. The panic goes on
-		// untouched (a recover and a new panic made the server close the
-		// connection before the response head had left, now and then).
+		// the status the sandbox got: the upstream's. The panic is not
+		// recovered: it goes on to the server, which ends the connection.
 		if finished {
 			return
 		}
