@@ -162,7 +162,10 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 	if len(st.used) > 0 {
 		// Carrying real values: a revocation while it is in flight cuts
 		// it (live.go).
-		ctx, lr := g.trackRequest(out.Context(), snap, sb.ID, ci.host, st)
+		ctx, lr, refused := g.trackRequest(out.Context(), snap, sb.ID, ci.host, st)
+		if refused == ReasonUnavailable {
+			return refuse(w, st, http.StatusServiceUnavailable, CodeUnavailable, ReasonUnavailable)
+		}
 		if lr == nil {
 			return refuse(w, st, http.StatusForbidden, CodeRevoked, ReasonRevoked)
 		}
@@ -261,8 +264,14 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 				// Refused by the dial guard or the network rules (the
 				// resolved address): a refusal like any other, 403.
 				code := http.StatusForbidden
-				if de.Reason == ReasonNoAddr {
+				switch de.Reason {
+				case ReasonNoAddr:
 					code = http.StatusBadGateway
+				case ReasonUnavailable:
+					// The store failed while judging a dial that raced
+					// a write (live.go): as for any request, 503.
+					status = writeError(w, http.StatusServiceUnavailable, CodeUnavailable, ReasonUnavailable)
+					return
 				}
 				status = writeError(w, code, CodeBlocked, "upstream refused: "+de.Reason)
 				return

@@ -104,22 +104,29 @@ type liveRequest struct {
 // judged under snap, to the live set; untrackRequest takes it out. It
 // returns the context the request must go upstream with: cancelled when a
 // revocation cuts it. A request whose snapshot an Invalidate already
-// replaced is judged again at once: if its bindings are gone, lr is nil
-// and it must not go out.
-func (g *Gateway) trackRequest(ctx context.Context, snap *snapshot, sandboxID, host string, st *reqState) (_ context.Context, lr *liveRequest) {
+// replaced is judged again at once: if its bindings are gone (or the
+// store cannot say), lr is nil, refused says why (ReasonRevoked or
+// ReasonUnavailable), and it must not go out.
+func (g *Gateway) trackRequest(ctx context.Context, snap *snapshot, sandboxID, host string, st *reqState) (_ context.Context, lr *liveRequest, refused string) {
 	lr = &liveRequest{sandboxID: sandboxID, host: host, st: st}
 	ctx, lr.cancel = context.WithCancel(ctx)
 	g.reqs.Store(lr, struct{}{})
 	if g.ix.whileCurrent(snap, func() {}) {
-		return ctx, lr
+		return ctx, lr, ""
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), rejudgeTimeout)
 	defer cancel()
-	if fresh, err := g.ix.get(rctx); err != nil || !fresh.holds(lr) {
-		g.untrackRequest(lr)
-		return nil, nil
+	fresh, err := g.ix.get(rctx)
+	switch {
+	case err != nil:
+		refused = ReasonUnavailable
+	case !fresh.holds(lr):
+		refused = ReasonRevoked
+	default:
+		return ctx, lr, ""
 	}
-	return ctx, lr
+	g.untrackRequest(lr)
+	return nil, nil, refused
 }
 
 // untrackRequest takes a request that is done out of the live set.

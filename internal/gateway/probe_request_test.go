@@ -1007,6 +1007,32 @@ func TestProbeInvalidateRace(t *testing.T) {
 		}
 	})
 
+	t.Run("store gone: the racing request gets 503", func(t *testing.T) {
+		r := newRig(t)
+		r.secret(client.SecretCreate{Name: "sa", Value: realA, Hosts: bearerOn("a.test")})
+		si := r.sandbox(client.SandboxCreate{Name: "agent", Secrets: map[string]string{"A_KEY": "sa"}})["A_KEY"]
+		up := newRQUpstream(t, true, "a.test")
+		fs := &failingStore{Store: r.store}
+		bs := &rqBlockingStore{Store: fs}
+		gw, proxy := rqGateway(t, r, up, []string{"a.test"}, func(c *Config) { c.Store = bs })
+		before := len(up.requests())
+		// The write that raced it left the store unreadable: whether its
+		// credential may still go out cannot be known, so it does not.
+		racing, _, _ := rqRaceInvalidate(t, r, gw, proxy, bs, si, func() { fs.fail.Store(true) })
+		assertRefused(t, racing.status, racing.header, racing.body, refusal{http.StatusServiceUnavailable, CodeUnavailable, ReasonUnavailable})
+		if n := len(up.requests()) - before; n != 1 {
+			t.Errorf("upstream got %d requests, want only the warm-up", n)
+		}
+		// Without a credential it is not tracked, but its connection,
+		// dialed under the old rules, is judged and refused the same way.
+		fs.fail.Store(false)
+		racing, _, _ = rqRaceInvalidate(t, r, gw, proxy, bs, "", func() { fs.fail.Store(true) })
+		assertRefused(t, racing.status, racing.header, racing.body, refusal{http.StatusServiceUnavailable, CodeUnavailable, ReasonUnavailable})
+		if n := len(up.requests()) - before; n != 2 {
+			t.Errorf("upstream got %d requests, want only the two warm-ups", n)
+		}
+	})
+
 	t.Run("rules: a pool dialed under the old rules is dropped", func(t *testing.T) {
 		r, gw, proxy, bs, si, up := setup(t)
 		before := len(up.requests())
