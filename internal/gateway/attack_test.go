@@ -679,9 +679,10 @@ func upstreamCA(tb testing.TB, r *rig) *x509.Certificate {
 	return chains[0][len(chains[0])-1]
 }
 
-// lifecycleRig is a rig with secret sa (bearer on a.test) bound to sandbox
-// agent as A_KEY; it returns the stand-in.
-func lifecycleRig(t *testing.T) (*rig, *dialLog, string) {
+// agentRig is a rig routing a.test to its upstream, with every dial
+// logged, and secret sa (realA, bearer on a.test) bound to sandbox agent
+// as A_KEY; it returns the stand-in.
+func agentRig(t *testing.T) (*rig, *dialLog, string) {
 	t.Helper()
 	r := newRig(t, "a.test")
 	dials := hookDials(t, r)
@@ -751,7 +752,7 @@ func TestAttackLifecycle(t *testing.T) {
 	}
 	for _, tt := range revocations {
 		t.Run(tt.name, func(t *testing.T) {
-			r, dials, si := lifecycleRig(t)
+			r, dials, si := agentRig(t)
 			auth := proxyAuth(t, r, "agent")
 			open := sandboxTLS(t, r, "agent", "a.test")
 			br := bufio.NewReader(open)
@@ -786,7 +787,7 @@ func TestAttackLifecycle(t *testing.T) {
 	}
 
 	t.Run("rotate", func(t *testing.T) {
-		r, _, si := lifecycleRig(t)
+		r, _, si := agentRig(t)
 		const rotated = "sk-live-ROTATEDVALUE-9999999999999999"
 		open := sandboxTLS(t, r, "agent", "a.test")
 		br := bufio.NewReader(open)
@@ -824,7 +825,7 @@ func TestAttackLifecycle(t *testing.T) {
 	// says why, and nothing new goes out, on that connection or another.
 	for _, h2 := range []bool{false, true} {
 		t.Run(fmt.Sprintf("detach during a stream/h2=%v", h2), func(t *testing.T) {
-			r, _, si := lifecycleRig(t)
+			r, _, si := agentRig(t)
 			ended := make(chan struct{})
 			r.up.handle(func(w http.ResponseWriter, req *http.Request) {
 				if req.URL.Path != "/stream" {
@@ -904,7 +905,7 @@ func TestAttackFailClosed(t *testing.T) {
 	unavailable := refusal{http.StatusServiceUnavailable, CodeUnavailable, ReasonUnavailable}
 
 	t.Run("corrupt sealed value", func(t *testing.T) {
-		r, dials, si := lifecycleRig(t)
+		r, dials, si := agentRig(t)
 		sec, err := r.store.GetSecret(ctx, "sa")
 		if err != nil {
 			t.Fatal(err)
@@ -927,7 +928,7 @@ func TestAttackFailClosed(t *testing.T) {
 	})
 
 	t.Run("vault with another master key", func(t *testing.T) {
-		r, dials, si := lifecycleRig(t)
+		r, dials, si := agentRig(t)
 		key := make([]byte, 32)
 		rand.Read(key)
 		kr, err := vault.NewKeyring(key)
@@ -948,7 +949,7 @@ func TestAttackFailClosed(t *testing.T) {
 	})
 
 	t.Run("store closed", func(t *testing.T) {
-		r, dials, si := lifecycleRig(t)
+		r, dials, si := agentRig(t)
 		auth := proxyAuth(t, r, "agent")
 		open := sandboxTLS(t, r, "agent", "a.test")
 		br := bufio.NewReader(open)
@@ -1000,10 +1001,7 @@ func assertNoRealForm(tb testing.TB, v, where string, data []byte) {
 // TestAttackReflection: the upstream echoes the credential it received in
 // every way it can; the sandbox's raw bytes never hold the real value.
 func TestAttackReflection(t *testing.T) {
-	r := newRig(t, "a.test")
-	hookDials(t, r)
-	r.secret(client.SecretCreate{Name: "sa", Value: realA, Hosts: bearerOn("a.test")})
-	si := r.sandbox(client.SandboxCreate{Name: "agent", Secrets: map[string]string{"A_KEY": "sa"}})["A_KEY"]
+	r, _, si := agentRig(t)
 
 	value := func(req *http.Request) string { return strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ") }
 	tests := []struct {
@@ -1214,10 +1212,7 @@ func TestAttackSmuggling(t *testing.T) {
 
 // TestAttackProxyAuth: the explicit proxy serves nobody it cannot name.
 func TestAttackProxyAuth(t *testing.T) {
-	r := newRig(t, "a.test")
-	dials := hookDials(t, r)
-	r.secret(client.SecretCreate{Name: "sa", Value: realA, Hosts: bearerOn("a.test")})
-	si := r.sandbox(client.SandboxCreate{Name: "agent", Secrets: map[string]string{"A_KEY": "sa"}})["A_KEY"]
+	r, dials, si := agentRig(t)
 	r.sandbox(client.SandboxCreate{Name: "other"})
 	tokA := r.minter.ProxyToken(mustSandboxID(t, r, "agent"))
 	tokB := r.minter.ProxyToken(mustSandboxID(t, r, "other"))

@@ -477,6 +477,25 @@ func TestProbeHostForms(t *testing.T) {
 	r.secret(client.SecretCreate{Name: "sa", Value: realA, Hosts: bearerOn("a.test", "k.test")})
 	si := r.sandbox(client.SandboxCreate{Name: "agent", Secrets: map[string]string{"A_KEY": "sa"}})["A_KEY"]
 	misdirected := refusal{http.StatusMisdirectedRequest, CodeMisdirected, ReasonHostMismatch}
+	// upstreamGot checks what reached the upstream since before for a
+	// request the sandbox got status for: nothing unless 200, else one
+	// request with Host upHost and the real value in the slot only.
+	upstreamGot := func(t *testing.T, before, status int, upHost string) {
+		t.Helper()
+		reqs := r.up.requests()[before:]
+		if status != http.StatusOK {
+			if len(reqs) != 0 {
+				t.Errorf("upstream received %d requests, want none", len(reqs))
+			}
+			return
+		}
+		if len(reqs) != 1 || reqs[0].Host != upHost {
+			t.Fatalf("upstream got %d requests (%+v), want one with Host %q", len(reqs), reqs, upHost)
+		}
+		if w := occurrences(reqs[0], realA); !cmp.Equal(w, []string{"header Authorization"}) {
+			t.Errorf("real value arrived in %v, want the slot", w)
+		}
+	}
 
 	tests := []struct {
 		name, head string // request line and Host line(s), without the rest
@@ -506,22 +525,10 @@ func TestProbeHostForms(t *testing.T) {
 			if len(rs) != 1 || rs[0].status != tt.status {
 				t.Fatalf("got %v, want [%d]", statuses(rs), tt.status)
 			}
-			reqs := r.up.requests()[before:]
 			if tt.status == http.StatusMisdirectedRequest {
 				assertRefused(t, rs[0].status, rs[0].header, rs[0].body, misdirected)
 			}
-			if tt.status != http.StatusOK {
-				if len(reqs) != 0 {
-					t.Errorf("upstream received %d requests, want none", len(reqs))
-				}
-				return
-			}
-			if len(reqs) != 1 || reqs[0].Host != tt.upHost {
-				t.Fatalf("upstream got %d requests (%+v), want one with Host %q", len(reqs), reqs, tt.upHost)
-			}
-			if w := occurrences(reqs[0], realA); !cmp.Equal(w, []string{"header Authorization"}) {
-				t.Errorf("real value arrived in %v, want the slot", w)
-			}
+			upstreamGot(t, before, tt.status, tt.upHost)
 		})
 	}
 
@@ -552,16 +559,7 @@ func TestProbeHostForms(t *testing.T) {
 			if status != tt.status {
 				t.Fatalf("status %d, want %d", status, tt.status)
 			}
-			reqs := r.up.requests()[before:]
-			if tt.status != http.StatusOK {
-				if len(reqs) != 0 {
-					t.Errorf("upstream received %d requests, want none", len(reqs))
-				}
-				return
-			}
-			if len(reqs) != 1 || reqs[0].Host != tt.upHost {
-				t.Fatalf("upstream got %d requests (%+v), want one with Host %q", len(reqs), reqs, tt.upHost)
-			}
+			upstreamGot(t, before, tt.status, tt.upHost)
 		})
 	}
 	// The same sign in a CONNECT target: Go's server refuses the
@@ -864,7 +862,7 @@ func TestProbePools(t *testing.T) {
 // pooled under the old rules is not reused for an address they now deny.
 func TestProbeRulesChange(t *testing.T) {
 	ctx := context.Background()
-	r, dials, si := lifecycleRig(t)
+	r, dials, si := agentRig(t)
 	h2 := r.httpClient("agent", true)
 	open := sandboxTLS(t, r, "agent", "a.test")
 	br := bufio.NewReader(open)

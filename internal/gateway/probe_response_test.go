@@ -27,7 +27,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/standin/standin/client"
 	"github.com/standin/standin/internal/testutil"
 )
 
@@ -103,10 +102,7 @@ func phpJSON(v string) string {
 // (an error page, a JSON error from a PHP service, a retry link): each
 // reaches the sandbox as the same encoding of the stand-in.
 func TestProbeReflectEncodings(t *testing.T) {
-	r := newRig(t, "a.test")
-	hookDials(t, r)
-	r.secret(client.SecretCreate{Name: "sa", Value: realA, Hosts: bearerOn("a.test")})
-	si := r.sandbox(client.SandboxCreate{Name: "agent", Secrets: map[string]string{"A_KEY": "sa"}})["A_KEY"]
+	r, _, si := agentRig(t)
 
 	tests := []struct {
 		name string
@@ -209,10 +205,7 @@ func TestProbeTruncatedEcho(t *testing.T) {
 				io.WriteString(w, v[cut:])
 			}},
 	}
-	r := newRig(t, "a.test")
-	hookDials(t, r)
-	r.secret(client.SecretCreate{Name: "sa", Value: realA, Hosts: bearerOn("a.test")})
-	si := r.sandbox(client.SandboxCreate{Name: "agent", Secrets: map[string]string{"A_KEY": "sa"}})["A_KEY"]
+	r, _, si := agentRig(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r.up.handle(func(w http.ResponseWriter, req *http.Request) {
@@ -363,12 +356,9 @@ func TestProbeWebSocketPause(t *testing.T) {
 
 // TestProbeWebSocketFragments: the upstream sends a message holding the
 // value in fragments, split inside the value; the sandbox's WebSocket
-// library joins them. Each fragment alone holds only part of the value.
-//
-// Fails as of writing: the upgraded stream is scrubbed as raw bytes, and
-// the frame header between the parts breaks the match. The fix belongs in
-// handler.go: for a 101 to "websocket", scrub the payloads of a message's
-// frames as one stream (frame headers passed through, lengths kept).
+// library joins them. Each fragment alone holds only part of the value,
+// and the frame header between them would break a match over raw bytes:
+// wsscrub.go scrubs a message's payloads as one stream.
 func TestProbeWebSocketFragments(t *testing.T) {
 	rig := newRig(t)
 	tok := rig.ownSandbox("sb", realA)
@@ -417,16 +407,10 @@ func decodeLikeCurl(h http.Header, body []byte) ([]byte, error) {
 // gateway asked for identity, labelled in ways a check of one header value
 // could miss. The sandbox either gets a refusal or nothing its client
 // decodes to the value.
-//
-// Fails as of writing for two Content-Encoding fields: handler.go's
-// ModifyResponse checks only Header.Get's first value, and curl, urllib3
-// and undici apply every field. The fix belongs there: refuse unless every
-// coding of every field is empty or identity.
+// Two Content-Encoding fields count: curl, urllib3 and undici apply every
+// field, so every coding of every field must be identity (encoded).
 func TestProbeContentEncoding(t *testing.T) {
-	r := newRig(t, "a.test")
-	hookDials(t, r)
-	r.secret(client.SecretCreate{Name: "sa", Value: realA, Hosts: bearerOn("a.test")})
-	si := r.sandbox(client.SandboxCreate{Name: "agent", Secrets: map[string]string{"A_KEY": "sa"}})["A_KEY"]
+	r, _, si := agentRig(t)
 	tests := []struct {
 		name string
 		ce   []string // Content-Encoding fields, in order
