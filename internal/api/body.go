@@ -144,9 +144,6 @@ func (b *secretBytes) UnmarshalJSON(data []byte) error {
 // String never shows the value.
 func (b secretBytes) String() string { return fmt.Sprintf("[secret, %d bytes]", len(b)) }
 
-// GoString never shows the value.
-func (b secretBytes) GoString() string { return b.String() }
-
 // Format never shows the value: without it %d, %x and %U print the bytes.
 func (b secretBytes) Format(f fmt.State, _ rune) { io.WriteString(f, b.String()) }
 

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/standin/standin/internal/policy"
 )
 
 // DefaultPool is where DNS answers come from unless Options.Pool says
@@ -187,7 +189,7 @@ func reply(h dnsmessage.Header, rcode dnsmessage.RCode, q *dnsmessage.Question, 
 // mean one thing to the rules and another to whoever dials the name later, so
 // it is refused before the rules see it.
 func hostName(fqdn string) (string, bool) {
-	name := strings.ToLower(strings.TrimSuffix(fqdn, "."))
+	name := policy.NormalizeHost(fqdn) // ASCII only: no Kelvin sign for "k"
 	if name == "" || len(name) > 253 {
 		return "", false
 	}

@@ -184,6 +184,7 @@ func TestHostName(t *testing.T) {
 		{"a b.test.", "", false},
 		{"a\x00b.test.", "", false},
 		{"é.test.", "", false},
+		{"\u212aubernetes.io.", "", false}, // Kelvin sign, which strings.ToLower folds to "k"
 		{"a\\.b.", "", false},
 	}
 	for _, tt := range tests {
