@@ -93,9 +93,7 @@ func (g *Gateway) serveMITM(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		st.outcome = "error"
-		if by := st.cutBy.Load(); by != nil {
-			st.reason = *by
-		} else if st.reason == "" {
+		if st.reason == "" {
 			st.reason = ReasonCutShort
 		}
 		g.finish(r, ci, st, st.upstream)
@@ -206,7 +204,8 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 		ErrorLog:      g.debugLog,
 		ModifyResponse: func(resp *http.Response) error {
 			st.upstream = resp.StatusCode
-			if c, ok := resp.Body.(io.Closer); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				c := io.Closer(resp.Body)
 				st.upgraded.Store(&c)
 			}
 			if scrub.empty() {
@@ -315,12 +314,6 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, ci *connInfo, s
 	// request (golang/go#68560).
 	r.Body.Close()
 	switch {
-	case st.cutBy.Load() != nil:
-		st.outcome, st.reason = "error", *st.cutBy.Load()
-		if status == 0 {
-			status = cw.status
-		}
-		return status
 	case status != 0:
 		st.outcome = "error"
 		if st.reason == "" && upErr != nil {
@@ -562,6 +555,9 @@ func writeError(w http.ResponseWriter, status int, code, msg string) int {
 
 // finish writes the activity record(s) and the canonical log line.
 func (g *Gateway) finish(r *http.Request, ci *connInfo, st *reqState, status int) {
+	if by := st.cutBy.Load(); by != nil {
+		st.outcome, st.reason = "error", *by // a revocation or a rules change cut it
+	}
 	lat := g.cfg.Now().Sub(st.start)
 	path := redactQuery(r.URL)
 	sbName, sbID := "", ci.sandboxID
@@ -621,7 +617,7 @@ func redactQuery(u *url.URL) string {
 func encoded(h http.Header) bool {
 	for _, field := range h.Values("Content-Encoding") {
 		for _, c := range strings.Split(field, ",") {
-			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+			if c = strings.TrimSpace(c); c != "" && !asciiEqualFold(c, "identity") {
 				return true
 			}
 		}

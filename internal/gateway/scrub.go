@@ -346,9 +346,11 @@ func (s *Scrubber) MaxGrowth(n int64) int64 {
 //
 // When final is false, data may continue in a later call, so scan stops at
 // the first position where a pattern could start but data ends before it
-// can tell, and returns it as keep. With final it outputs everything, and
-// keep is where a tail that is the start of a pattern begins (len(data) if
-// there is none). With cut too, data was cut off there (its stream broke,
+// can tell, and returns it as keep. With final it outputs everything; with
+// cut too, keep is where a tail that is the start of a pattern begins
+// (len(data) if there is none, and always without cut: only a cut stream
+// needs it, and finding it was most of the cost of scrubbing a header).
+// With cut, data was cut off there (its stream broke,
 // or went idle while the rest may still come), so that tail is the start
 // of a value the upstream sent whole, which the sandbox must not get: if it
 // is minPartial bytes or more it is output as the start of the pattern's
@@ -396,7 +398,10 @@ func (s *Scrubber) scan(out, data []byte, sent int, final, cut bool) (_ []byte, 
 		}
 		return out, undecided, changed
 	}
-	keep = s.undecided(data, pos)
+	keep = len(data)
+	if cut {
+		keep = s.undecided(data, pos)
+	}
 	if cut && len(data)-keep >= minPartial {
 		if out == nil {
 			out = make([]byte, 0, len(data))
@@ -656,24 +661,18 @@ func (r *scrubReader) Close() error {
 	return err
 }
 
-// scrubError returns err, or if its message holds a value, an error with
-// the message scrubbed that wraps err: a transport's error can quote what
-// the upstream sent (a malformed trailer line), and callers log it.
+// scrubError returns err, or if its message holds a value, a new error
+// with the message scrubbed: a transport's error can quote what the
+// upstream sent (a malformed trailer line), and callers log it. It does
+// not wrap err, which still holds the value: a caller that unwrapped and
+// logged it would print it.
 func (s *Scrubber) scrubError(err error) error {
 	msg := err.Error()
 	if m := s.String(msg); m != msg {
-		return &scrubbedError{msg: m, err: err}
+		return errors.New(m)
 	}
 	return err
 }
-
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
 
 // errIdle, returned by a source instead of data, tells a scrubReader that
 // nothing more is coming for now, so it releases the tail it holds back.

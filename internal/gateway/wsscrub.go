@@ -43,7 +43,7 @@ func upgradedToWebSocket(h http.Header) bool {
 	for _, v := range h.Values("Upgrade") {
 		for _, p := range strings.Split(v, ",") {
 			name, _, _ := strings.Cut(strings.TrimSpace(p), "/")
-			if strings.EqualFold(name, "websocket") {
+			if asciiEqualFold(name, "websocket") {
 				return true
 			}
 		}
